@@ -1,0 +1,1 @@
+//! drvdom-agent library (being written).

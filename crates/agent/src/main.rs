@@ -1,0 +1,2 @@
+//! `drvdom-agent` (being written).
+fn main() {}

@@ -1,0 +1,92 @@
+//! `drvdom`: the command line of the drvdom toolstack.
+//!
+//! Thin: parses arguments, sets up logging, and calls one `cmd::*` module per
+//! subcommand. Exit codes: 0 success, 1 a check or action failed, 2 usage or
+//! configuration error.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+mod cmd;
+
+/// Xen driver domains made easy: find and pass through the NIC, check and
+/// write xl.cfg files, run and inspect the simulated host.
+#[derive(Parser, Debug)]
+#[command(name = "drvdom", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check, format and show xl.cfg files.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Find PCI devices, hide them from dom0 (pciback), release them.
+    #[command(subcommand)]
+    Pci(cmd::pci::PciCmd),
+    /// Check this host for driver-domain readiness; each check says how to fix it.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// The simulated Xen host: dom0, a driver domain and guests as namespaces.
+    #[command(subcommand)]
+    Lab(cmd::lab::LabCmd),
+    /// Attach or detach guests' network devices (vifs) live.
+    #[command(subcommand)]
+    Vif(cmd::vif::VifCmd),
+    /// Inspect bridges in a driver domain: ports, guest names, vif states.
+    #[command(subcommand)]
+    Bridge(cmd::bridge::BridgeCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Config(c) => cmd::config::run(c),
+        Command::Pci(c) => cmd::pci::run(c),
+        Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Lab(c) => cmd::lab::run(c),
+        Command::Vif(c) => cmd::vif::run(c),
+        Command::Bridge(c) => cmd::bridge::run(c),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            #[allow(clippy::print_stderr)] // the binary's one error report
+            {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(cmd::exit_code_for(&err))
+        }
+    }
+}

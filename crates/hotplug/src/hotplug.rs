@@ -1,0 +1,61 @@
+//! [`Hotplug`]: the facade the agent holds, one netlink socket shared by
+//! every device task.
+
+use crate::bridge::{self, BridgeConfig, BridgeInfo, BridgeReport, PortInfo};
+use crate::error::Result;
+use crate::netlink::NetlinkOps;
+use crate::ops::LinkOps;
+use crate::vif::{self, VifConnected, VifOffline, VifOnline};
+
+/// Hotplug operations over a [`LinkOps`] (by default the kernel's).
+#[derive(Debug, Clone)]
+pub struct Hotplug<O: LinkOps = NetlinkOps> {
+    ops: O,
+}
+
+impl Hotplug<NetlinkOps> {
+    /// Open a netlink socket in the calling thread's network namespace.
+    /// Must be called inside a tokio runtime.
+    pub fn connect() -> Result<Self> {
+        Ok(Hotplug {
+            ops: NetlinkOps::connect()?,
+        })
+    }
+}
+
+impl<O: LinkOps> Hotplug<O> {
+    /// Use the given operations (e.g. a fake in tests).
+    pub fn new(ops: O) -> Self {
+        Hotplug { ops }
+    }
+
+    /// The underlying operations.
+    pub fn ops(&self) -> &O {
+        &self.ops
+    }
+
+    /// See [`bridge::bridge_up`].
+    pub async fn bridge_up(&self, cfg: &BridgeConfig) -> Result<BridgeReport> {
+        bridge::bridge_up(&self.ops, cfg).await
+    }
+
+    /// See [`vif::vif_online`].
+    pub async fn vif_online(&self, req: &VifOnline) -> Result<VifConnected> {
+        vif::vif_online(&self.ops, req).await
+    }
+
+    /// See [`vif::vif_offline`].
+    pub async fn vif_offline(&self, vif: &str) -> Result<VifOffline> {
+        vif::vif_offline(&self.ops, vif).await
+    }
+
+    /// See [`bridge::bridges`].
+    pub async fn bridges(&self) -> Result<Vec<BridgeInfo>> {
+        bridge::bridges(&self.ops).await
+    }
+
+    /// See [`bridge::bridge_ports`].
+    pub async fn bridge_ports(&self, bridge: &str) -> Result<Vec<PortInfo>> {
+        bridge::bridge_ports(&self.ops, bridge).await
+    }
+}

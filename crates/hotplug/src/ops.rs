@@ -1,0 +1,314 @@
+//! The [`LinkOps`] trait: the handful of link, address and route operations
+//! the hotplug logic needs, in our own types, so that the logic can be run
+//! against the kernel ([`crate::NetlinkOps`]) or a recording fake in tests.
+
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Linux `IFNAMSIZ` (16) including the terminating NUL [include/uapi/linux/if.h].
+pub const IFNAMSIZ: usize = 16;
+
+/// A 48-bit Ethernet address.
+pub type Mac = [u8; 6];
+
+/// Format a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &Mac) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Check that `name` is a valid Linux interface name (`dev_valid_name()` in
+/// net/core/dev.c): 1..=15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
+///
+/// Names reach us from xenstore (`vifname`, `bridge`), so they are checked
+/// before being handed to the kernel.
+pub fn validate_ifname(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// RFC 2863 operational state of a link (`IFLA_OPERSTATE`), as `ip link` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OperState {
+    /// `UNKNOWN`
+    Unknown,
+    /// `NOTPRESENT`
+    NotPresent,
+    /// `DOWN`
+    Down,
+    /// `LOWERLAYERDOWN`
+    LowerLayerDown,
+    /// `TESTING`
+    Testing,
+    /// `DORMANT`
+    Dormant,
+    /// `UP`
+    Up,
+    /// A value this crate does not know.
+    Other(u8),
+}
+
+impl fmt::Display for OperState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OperState::Unknown => f.write_str("UNKNOWN"),
+            OperState::NotPresent => f.write_str("NOTPRESENT"),
+            OperState::Down => f.write_str("DOWN"),
+            OperState::LowerLayerDown => f.write_str("LOWERLAYERDOWN"),
+            OperState::Testing => f.write_str("TESTING"),
+            OperState::Dormant => f.write_str("DORMANT"),
+            OperState::Up => f.write_str("UP"),
+            OperState::Other(v) => write!(f, "STATE{v}"),
+        }
+    }
+}
+
+/// A network interface as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` (`bridge`, `veth`, …); `None` for physical NICs.
+    pub kind: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// Ethernet address, if the link has a 6-byte one.
+    pub mac: Option<Mac>,
+    /// Index of the master (bridge) this link is enslaved to.
+    pub master: Option<u32>,
+    /// Administratively up (`IFF_UP`).
+    pub admin_up: bool,
+    /// Operational state.
+    pub oper: OperState,
+}
+
+impl Link {
+    /// True for Linux bridges.
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
+}
+
+/// Master change requested by a [`LinkChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Master {
+    /// Enslave to the link with this index.
+    Set(u32),
+    /// Release from any master (`ip link set dev X nomaster`).
+    Detach,
+}
+
+/// A set of link attribute changes applied in one `RTM_SETLINK` request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkChange {
+    /// New MTU.
+    pub mtu: Option<u32>,
+    /// New Ethernet address.
+    pub mac: Option<Mac>,
+    /// New master.
+    pub master: Option<Master>,
+    /// Bring up (`true`) or down (`false`).
+    pub up: Option<bool>,
+}
+
+impl LinkChange {
+    /// True when the change does nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &LinkChange::default()
+    }
+}
+
+impl fmt::Display for LinkChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(m) = self.mtu {
+            parts.push(format!("mtu {m}"));
+        }
+        if let Some(m) = &self.mac {
+            parts.push(format!("address {}", fmt_mac(m)));
+        }
+        match self.master {
+            Some(Master::Set(i)) => parts.push(format!("master #{i}")),
+            Some(Master::Detach) => parts.push("nomaster".to_string()),
+            None => {}
+        }
+        match self.up {
+            Some(true) => parts.push("up".to_string()),
+            Some(false) => parts.push("down".to_string()),
+            None => {}
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// An interface address (`RTM_NEWADDR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfAddress {
+    /// The local address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// IPv4 broadcast address, if set.
+    pub broadcast: Option<Ipv4Addr>,
+    /// Address scope (`RT_SCOPE_*`; 0 = global, 253 = link, 254 = host).
+    pub scope: u8,
+}
+
+impl fmt::Display for IfAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// A unicast route of the main table through one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network (the unspecified address for the default route).
+    pub dst: IpAddr,
+    /// Destination prefix length (0 for the default route).
+    pub dst_len: u8,
+    /// Next hop, if any.
+    pub gateway: Option<IpAddr>,
+    /// Preferred source address.
+    pub pref_src: Option<IpAddr>,
+    /// Metric.
+    pub priority: Option<u32>,
+    /// Output interface index.
+    pub oif: u32,
+    /// Routing protocol (`RTPROT_*`; 2 = kernel, 3 = boot, 4 = static).
+    pub protocol: u8,
+    /// Scope (`RT_SCOPE_*`).
+    pub scope: u8,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dst_len == 0 && self.dst.is_unspecified() {
+            f.write_str("default")?;
+        } else {
+            write!(f, "{}/{}", self.dst, self.dst_len)?;
+        }
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        if let Some(p) = self.priority {
+            write!(f, " metric {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Link, address and route operations in the current network namespace.
+///
+/// Implemented over rtnetlink by [`crate::NetlinkOps`]. Every method names
+/// the interface in its error. Implementations must be cheap to call
+/// concurrently (the agent runs one hotplug task per device).
+pub trait LinkOps: Sync {
+    /// Look a link up by name; `Ok(None)` if it does not exist.
+    fn link_by_name(&self, name: &str) -> impl Future<Output = Result<Option<Link>>> + Send;
+
+    /// Look a link up by index; `Ok(None)` if it does not exist.
+    fn link_by_index(&self, index: u32) -> impl Future<Output = Result<Option<Link>>> + Send;
+
+    /// Every link of the namespace.
+    fn links(&self) -> impl Future<Output = Result<Vec<Link>>> + Send;
+
+    /// Return the link once it exists, waiting at most `timeout` for it to
+    /// appear (on link notifications, not by polling).
+    fn wait_for_link(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Link>> + Send;
+
+    /// Create a bridge (STP off, forward delay 0, as Xen's `network-bridge`
+    /// did), optionally with a fixed MAC. Succeeds if it already exists.
+    fn create_bridge(
+        &self,
+        name: &str,
+        mac: Option<Mac>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Apply `change` to `link` in one request.
+    fn set_link(&self, link: &Link, change: &LinkChange) -> impl Future<Output = Result<()>> + Send;
+
+    /// Addresses configured on `link`.
+    fn addresses(&self, link: &Link) -> impl Future<Output = Result<Vec<IfAddress>>> + Send;
+
+    /// Add an address to `link`; succeeds if it is already there.
+    fn add_address(
+        &self,
+        link: &Link,
+        addr: &IfAddress,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Remove an address from `link`; succeeds if it is already gone.
+    fn del_address(
+        &self,
+        link: &Link,
+        addr: &IfAddress,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Unicast routes of the main table whose output interface is `link`.
+    fn routes(&self, link: &Link) -> impl Future<Output = Result<Vec<Route>>> + Send;
+
+    /// Add a route (its `oif` names the interface); succeeds if it exists.
+    fn add_route(&self, route: &Route) -> impl Future<Output = Result<()>> + Send;
+
+    /// Delete a route; succeeds if it is already gone.
+    fn del_route(&self, route: &Route) -> impl Future<Output = Result<()>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_vif_and_bridge_names() {
+        for n in ["vif5.0", "xenbr0", "vif32767.255", "eth0", "a"] {
+            assert!(validate_ifname(n).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_interface_names() {
+        for n in ["", ".", "..", "a/b", "a b", "a:b", "sixteen-chars-xx", "x\n"] {
+            let e = validate_ifname(n).unwrap_err();
+            assert!(e.to_string().contains("invalid interface name"), "{n}: {e}");
+        }
+    }
+
+    #[test]
+    fn formats_mac_and_change() {
+        assert_eq!(fmt_mac(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]), "fe:ff:ff:ff:ff:ff");
+        let c = LinkChange {
+            mtu: Some(1500),
+            mac: None,
+            master: Some(Master::Detach),
+            up: Some(false),
+        };
+        assert_eq!(c.to_string(), "mtu 1500 nomaster down");
+        assert!(LinkChange::default().is_empty());
+    }
+}

@@ -1,0 +1,353 @@
+//! Native vif hotplug: what Xen's `vif-bridge online|offline` does
+//! [tools/hotplug/Linux/vif-bridge, vif-common.sh, xen-network-common.sh],
+//! in a few netlink requests instead of a dozen `ip`/`brctl` processes.
+
+use std::time::Duration;
+
+use tracing::{debug, info, instrument};
+
+use crate::bridge::{DEFAULT_BRIDGE, require_bridge};
+use crate::error::{Error, Result};
+use crate::ops::{Link, LinkChange, LinkOps, Mac, Master, fmt_mac, validate_ifname};
+
+/// The MAC every backend vif gets, so that the bridge never adopts a
+/// guest-facing address as its own (`setup_virtual_bridge_port` in
+/// tools/hotplug/Linux/xen-network-common.sh).
+pub const VIF_MAC: Mac = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+
+/// Default time to wait for the vif to appear. Netback creates the
+/// interface before it switches to InitWait, so normally it is already
+/// there; 10 s matches libxl's `LIBXL_INIT_TIMEOUT` [libxl_internal.h].
+pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request to bring a vif online.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifOnline {
+    /// Backend interface name, e.g. `vif5.0` (or the `vifname` key).
+    pub vif: String,
+    /// Bridge (backend `bridge` key); `None` = [`DEFAULT_BRIDGE`].
+    pub bridge: Option<String>,
+    /// MTU (backend `mtu` key); `None` = the bridge's MTU.
+    pub mtu: Option<u32>,
+    /// How long to wait for the interface to appear.
+    pub link_timeout: Duration,
+}
+
+impl VifOnline {
+    /// A request with the default bridge, the bridge's MTU and the default timeout.
+    pub fn new(vif: impl Into<String>) -> Self {
+        VifOnline {
+            vif: vif.into(),
+            bridge: None,
+            mtu: None,
+            link_timeout: DEFAULT_LINK_TIMEOUT,
+        }
+    }
+
+    /// Set the bridge.
+    pub fn bridge(mut self, bridge: impl Into<String>) -> Self {
+        self.bridge = Some(bridge.into());
+        self
+    }
+
+    /// Set the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Set how long to wait for the interface.
+    pub fn link_timeout(mut self, t: Duration) -> Self {
+        self.link_timeout = t;
+        self
+    }
+
+    fn bridge_name(&self) -> &str {
+        self.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE)
+    }
+}
+
+/// A vif that is up on its bridge: the agent writes `hotplug-status =
+/// connected` on receiving this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VifConnected {
+    /// Interface name.
+    pub vif: String,
+    /// Interface index.
+    pub index: u32,
+    /// Bridge it is a port of.
+    pub bridge: String,
+    /// MTU applied.
+    pub mtu: u32,
+    /// False when everything was already in place (a replay after restart).
+    pub changed: bool,
+}
+
+/// What [`vif_offline`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VifOffline {
+    /// Removed from its bridge and/or brought down.
+    Detached,
+    /// It was already down and on no bridge.
+    AlreadyDetached,
+    /// The interface no longer exists (netback removed it).
+    Gone,
+}
+
+/// Bring a vif online: wait for it, then set MTU, MAC `fe:ff:ff:ff:ff:ff`,
+/// master and up, and verify. Idempotent: a re-run only checks.
+///
+/// On error, `err.to_string()` is the `hotplug-error` text.
+#[instrument(skip_all, fields(vif = %req.vif, bridge = req.bridge_name()))]
+pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConnected> {
+    validate_ifname(&req.vif)?;
+    let bridge_name = req.bridge_name();
+    validate_ifname(bridge_name)?;
+
+    let link = ops.wait_for_link(&req.vif, req.link_timeout).await?;
+    let bridge = require_bridge(ops, bridge_name).await?;
+    let mtu = req.mtu.unwrap_or(bridge.mtu);
+
+    // vif-bridge takes the link down before changing the MAC: drivers without
+    // IFF_LIVE_ADDR_CHANGE refuse a new address while up.
+    let mut changed = false;
+    if link.admin_up && link.mac != Some(VIF_MAC) {
+        let down = LinkChange {
+            up: Some(false),
+            ..LinkChange::default()
+        };
+        ops.set_link(&link, &down).await?;
+        changed = true;
+    }
+    let change = LinkChange {
+        mtu: (link.mtu != mtu).then_some(mtu),
+        mac: (link.mac != Some(VIF_MAC)).then_some(VIF_MAC),
+        master: (link.master != Some(bridge.index)).then_some(Master::Set(bridge.index)),
+        up: (!link.admin_up || changed).then_some(true),
+    };
+    if !change.is_empty() {
+        debug!(%change, "configuring vif");
+        ops.set_link(&link, &change).await?;
+        changed = true;
+    }
+
+    let now = ops
+        .link_by_index(link.index)
+        .await?
+        .ok_or_else(|| Error::LinkVanished {
+            name: req.vif.clone(),
+        })?;
+    verify(&now, mtu, &bridge)?;
+    info!(mtu, changed, "vif connected");
+    Ok(VifConnected {
+        vif: now.name,
+        index: now.index,
+        bridge: bridge.name,
+        mtu,
+        changed,
+    })
+}
+
+fn verify(l: &Link, mtu: u32, bridge: &Link) -> Result<()> {
+    let fail = |what, wanted: String, got: String| {
+        Err(Error::Verify {
+            name: l.name.clone(),
+            what,
+            wanted,
+            got,
+        })
+    };
+    if l.mtu != mtu {
+        return fail("mtu", mtu.to_string(), l.mtu.to_string());
+    }
+    if l.mac != Some(VIF_MAC) {
+        let got = l.mac.as_ref().map_or_else(|| "none".to_string(), fmt_mac);
+        return fail("mac", fmt_mac(&VIF_MAC), got);
+    }
+    if l.master != Some(bridge.index) {
+        let got = l.master.map_or_else(|| "none".to_string(), |m| format!("#{m}"));
+        return fail("master", bridge.name.clone(), got);
+    }
+    if !l.admin_up {
+        return fail("state", "up".to_string(), "down".to_string());
+    }
+    Ok(())
+}
+
+/// Take a vif offline: bring it down and remove it from its bridge (as
+/// `vif-bridge offline`). A vanished interface is not an error.
+#[instrument(skip_all, fields(vif = %vif))]
+pub async fn vif_offline<O: LinkOps>(ops: &O, vif: &str) -> Result<VifOffline> {
+    validate_ifname(vif)?;
+    let Some(link) = ops.link_by_name(vif).await? else {
+        debug!("vif already gone");
+        return Ok(VifOffline::Gone);
+    };
+    let change = LinkChange {
+        master: link.master.map(|_| Master::Detach),
+        up: link.admin_up.then_some(false),
+        ..LinkChange::default()
+    };
+    if change.is_empty() {
+        return Ok(VifOffline::AlreadyDetached);
+    }
+    match ops.set_link(&link, &change).await {
+        Ok(()) => {
+            info!("vif detached");
+            Ok(VifOffline::Detached)
+        }
+        Err(Error::LinkVanished { .. }) => Ok(VifOffline::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{IfAddress, OperState, Route};
+    use std::sync::Mutex;
+
+    /// A recording fake with a tiny in-memory link table.
+    #[derive(Default)]
+    struct Fake {
+        links: Mutex<Vec<Link>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(str::to_string),
+            mtu: 1500,
+            mac: Some([0, 0x16, 0x3e, 0, 0, index as u8]),
+            master: None,
+            admin_up: false,
+            oper: OperState::Down,
+        }
+    }
+
+    impl LinkOps for Fake {
+        async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+            Ok(self.links.lock().unwrap().iter().find(|l| l.name == name).cloned())
+        }
+        async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+            Ok(self.links.lock().unwrap().iter().find(|l| l.index == index).cloned())
+        }
+        async fn links(&self) -> Result<Vec<Link>> {
+            Ok(self.links.lock().unwrap().clone())
+        }
+        async fn wait_for_link(&self, name: &str, timeout: Duration) -> Result<Link> {
+            self.link_by_name(name).await?.ok_or(Error::LinkTimeout {
+                name: name.into(),
+                timeout,
+            })
+        }
+        async fn create_bridge(&self, _: &str, _: Option<Mac>) -> Result<()> {
+            unimplemented!()
+        }
+        async fn set_link(&self, l: &Link, c: &LinkChange) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("{} {c}", l.name));
+            let mut links = self.links.lock().unwrap();
+            let t = links.iter_mut().find(|x| x.index == l.index).unwrap();
+            if let Some(m) = c.mtu {
+                t.mtu = m;
+            }
+            if let Some(m) = c.mac {
+                t.mac = Some(m);
+            }
+            match c.master {
+                Some(Master::Set(i)) => t.master = Some(i),
+                Some(Master::Detach) => t.master = None,
+                None => {}
+            }
+            if let Some(u) = c.up {
+                t.admin_up = u;
+            }
+            Ok(())
+        }
+        async fn addresses(&self, _: &Link) -> Result<Vec<IfAddress>> {
+            Ok(vec![])
+        }
+        async fn add_address(&self, _: &Link, _: &IfAddress) -> Result<()> {
+            Ok(())
+        }
+        async fn del_address(&self, _: &Link, _: &IfAddress) -> Result<()> {
+            Ok(())
+        }
+        async fn routes(&self, _: &Link) -> Result<Vec<Route>> {
+            Ok(vec![])
+        }
+        async fn add_route(&self, _: &Route) -> Result<()> {
+            Ok(())
+        }
+        async fn del_route(&self, _: &Route) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn fake() -> Fake {
+        let f = Fake::default();
+        let mut br = link(1, "xenbr0", Some("bridge"));
+        br.mtu = 9000;
+        f.links.lock().unwrap().extend([br, link(2, "vif5.0", Some("veth"))]);
+        f
+    }
+
+    #[tokio::test]
+    async fn online_configures_in_one_request_then_is_a_no_op() {
+        let f = fake();
+        let r = vif_online(&f, &VifOnline::new("vif5.0")).await.unwrap();
+        assert_eq!((r.mtu, r.changed), (9000, true));
+        assert_eq!(
+            f.calls.lock().unwrap().as_slice(),
+            ["vif5.0 mtu 9000 address fe:ff:ff:ff:ff:ff master #1 up"]
+        );
+        let again = vif_online(&f, &VifOnline::new("vif5.0")).await.unwrap();
+        assert!(!again.changed);
+        assert_eq!(f.calls.lock().unwrap().len(), 1, "re-run must not touch the link");
+    }
+
+    #[tokio::test]
+    async fn online_takes_an_up_link_down_before_changing_its_mac() {
+        let f = fake();
+        f.links.lock().unwrap()[1].admin_up = true;
+        vif_online(&f, &VifOnline::new("vif5.0").mtu(1400)).await.unwrap();
+        assert_eq!(
+            f.calls.lock().unwrap().as_slice(),
+            [
+                "vif5.0 down",
+                "vif5.0 mtu 1400 address fe:ff:ff:ff:ff:ff master #1 up"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn online_names_a_missing_or_wrong_bridge() {
+        let f = fake();
+        let e = vif_online(&f, &VifOnline::new("vif5.0").bridge("xenbr1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "bridge xenbr1 does not exist");
+        let e = vif_online(&f, &VifOnline::new("vif5.0").bridge("vif5.0"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "vif5.0 exists but is not a bridge (kind veth)");
+        assert!(f.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn offline_detaches_once_and_tolerates_absence() {
+        let f = fake();
+        vif_online(&f, &VifOnline::new("vif5.0")).await.unwrap();
+        assert_eq!(vif_offline(&f, "vif5.0").await.unwrap(), VifOffline::Detached);
+        assert_eq!(
+            vif_offline(&f, "vif5.0").await.unwrap(),
+            VifOffline::AlreadyDetached
+        );
+        assert_eq!(vif_offline(&f, "vif9.9").await.unwrap(), VifOffline::Gone);
+        assert_eq!(f.calls.lock().unwrap().last().unwrap(), "vif5.0 nomaster down");
+    }
+}

@@ -1,0 +1,3 @@
+//! sysfs PCI enumeration and xen-pciback management.
+//!
+//! (Being written; see the crate's issue.)

@@ -1,0 +1,3 @@
+//! Simulated Xen host: domains as network namespaces, simulated netback/netfront.
+//!
+//! (Being written; see the crate's issue.)

@@ -1,0 +1,78 @@
+//! The crate's error type.
+
+use crate::errno::XsErrno;
+use crate::path::PathProblem;
+
+/// Errors from the xenstore codec and clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered an operation with an error name.
+    #[error("xenstore {op} {path}: {errno}")]
+    Xs {
+        /// The operation, e.g. `READ`.
+        op: &'static str,
+        /// The path or argument it was about.
+        path: String,
+        /// The server's answer.
+        errno: XsErrno,
+    },
+    /// A path was refused before sending.
+    #[error("invalid xenstore path {path:?}: {problem}")]
+    InvalidPath {
+        /// The path.
+        path: String,
+        /// What is wrong with it.
+        problem: PathProblem,
+    },
+    /// A request would exceed `XENSTORE_PAYLOAD_MAX`.
+    #[error("{op} request of {len} bytes exceeds the 4096-byte xenstore payload limit")]
+    TooLarge {
+        /// The operation.
+        op: &'static str,
+        /// Payload size.
+        len: usize,
+    },
+    /// The peer sent something that is not the xenstore protocol.
+    #[error("xenstore protocol error: {0}")]
+    Protocol(String),
+    /// The connection is gone.
+    #[error("xenstore connection closed")]
+    Closed,
+    /// Connecting or talking to the socket failed.
+    #[error("xenstore {context}: {source}")]
+    Io {
+        /// What we were doing, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A transaction kept conflicting.
+    #[error("transaction gave up after {attempts} attempts (EAGAIN each time)")]
+    TooManyRetries {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A deadline passed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl Error {
+    /// The server's error name, if this is a server error.
+    pub fn errno(&self) -> Option<XsErrno> {
+        match self {
+            Error::Xs { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// True if the server said the node does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(XsErrno::Enoent)
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,3 @@
+//! A xenstore server: tree, permissions, transactions, watches, quotas.
+//!
+//! (Being written; see the crate's issue.)

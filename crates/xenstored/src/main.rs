@@ -1,0 +1,2 @@
+//! `drvdom-xenstored` (being written).
+fn main() {}
