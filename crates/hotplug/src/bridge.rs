@@ -268,7 +268,8 @@ pub async fn bridge_up<O: LinkOps>(ops: &O, cfg: &BridgeConfig) -> Result<Bridge
 /// Move the uplink's addresses and routes to the bridge. Order matters:
 /// addresses appear on the bridge first (so gateways stay reachable), the
 /// routes move, and only then do the addresses leave the uplink (removing
-/// the last address of a subnet flushes the routes through it).
+/// the last address of a subnet flushes the routes through it). A crash at
+/// any point leaves connectivity intact and a re-run finishes the move.
 async fn move_addresses_and_routes<O: LinkOps>(
     ops: &O,
     uplink: &Link,
@@ -294,12 +295,14 @@ async fn move_addresses_and_routes<O: LinkOps>(
         ops.add_address(bridge, a).await?;
     }
     for r in &routes {
-        ops.del_route(r).await?;
         let moved = Route {
             oif: bridge.index,
             ..r.clone()
         };
+        // Replace first (the route is never missing), then drop any copy
+        // left on the uplink (IPv6 keeps routes per device).
         ops.add_route(&moved).await?;
+        ops.del_route(r).await?;
     }
     for a in &addrs {
         ops.del_address(uplink, a).await?;
@@ -332,7 +335,9 @@ mod tests {
 
     #[test]
     fn link_local_ipv6_addresses_stay() {
-        assert!(movable_address(&addr(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)))));
+        assert!(movable_address(&addr(IpAddr::V4(Ipv4Addr::new(
+            192, 0, 2, 5
+        )))));
         assert!(!movable_address(&addr("fe80::1".parse().unwrap())));
         assert!(movable_address(&addr("2001:db8::5".parse().unwrap())));
     }

@@ -97,6 +97,14 @@ pub enum Error {
         /// What the kernel reports.
         got: String,
     },
+    /// A vif cannot be renamed (backend `vifname` key) because the name is taken.
+    #[error("cannot rename {name} to {to}: {to} already exists")]
+    NameTaken {
+        /// The vif.
+        name: String,
+        /// The requested name.
+        to: String,
+    },
     /// The interface vanished while being configured.
     #[error("interface {name} disappeared while being configured")]
     LinkVanished {
@@ -150,6 +158,7 @@ impl Error {
             | Error::LinkMissing { .. }
             | Error::UplinkEnslaved { .. }
             | Error::UplinkIsBridge { .. }
+            | Error::NameTaken { .. }
             | Error::Verify { .. }
             | Error::SpawnScript { .. } => false,
         }

@@ -59,3 +59,27 @@ impl<O: LinkOps> Hotplug<O> {
         bridge::bridge_ports(&self.ops, bridge).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{ScriptRun, run_script};
+
+    /// Compile-time check: the agent spawns these on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn futures_are_send(hp: &Hotplug, req: &VifOnline, cfg: &BridgeConfig, run: &ScriptRun) {
+        fn send<T: Send>(_: T) {}
+        send(hp.vif_online(req));
+        send(hp.vif_offline("vif1.0"));
+        send(hp.bridge_up(cfg));
+        send(hp.bridges());
+        send(hp.bridge_ports("xenbr0"));
+        send(run_script(run));
+    }
+
+    #[test]
+    fn hotplug_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Hotplug>();
+    }
+}

@@ -341,6 +341,9 @@ impl LinkOps for NetlinkOps {
 
     async fn set_link(&self, link: &Link, change: &LinkChange) -> Result<()> {
         let mut b = LinkUnspec::new_with_index(link.index);
+        if let Some(n) = &change.name {
+            b = b.name(n.clone());
+        }
         if let Some(m) = change.mtu {
             b = b.mtu(m);
         }
@@ -431,10 +434,13 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn add_route(&self, route: &Route) -> Result<()> {
-        match self.handle.route().add(route_to_msg(route)).execute().await {
-            Err(e) if errno_of(&e) == Some(Errno::EEXIST) => Ok(()),
-            r => r.map_err(nl(format!("add route {route} on #{}", route.oif))),
-        }
+        // NLM_F_REPLACE: a route with the same destination and metric
+        // through another interface is replaced atomically, so a moved
+        // default route never disappears, even for an instant.
+        let req = self.handle.route().add(route_to_msg(route)).replace();
+        req.execute()
+            .await
+            .map_err(nl(format!("add route {route} on #{}", route.oif)))
     }
 
     async fn del_route(&self, route: &Route) -> Result<()> {

@@ -122,6 +122,8 @@ pub enum Master {
 /// A set of link attribute changes applied in one `RTM_SETLINK` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkChange {
+    /// New name (the link must be down, or be brought up by this change).
+    pub name: Option<String>,
     /// New MTU.
     pub mtu: Option<u32>,
     /// New Ethernet address.
@@ -142,6 +144,9 @@ impl LinkChange {
 impl fmt::Display for LinkChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
+        if let Some(n) = &self.name {
+            parts.push(format!("name {n}"));
+        }
         if let Some(m) = self.mtu {
             parts.push(format!("mtu {m}"));
         }
@@ -251,29 +256,25 @@ pub trait LinkOps: Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Apply `change` to `link` in one request.
-    fn set_link(&self, link: &Link, change: &LinkChange) -> impl Future<Output = Result<()>> + Send;
+    fn set_link(&self, link: &Link, change: &LinkChange)
+    -> impl Future<Output = Result<()>> + Send;
 
     /// Addresses configured on `link`.
     fn addresses(&self, link: &Link) -> impl Future<Output = Result<Vec<IfAddress>>> + Send;
 
     /// Add an address to `link`; succeeds if it is already there.
-    fn add_address(
-        &self,
-        link: &Link,
-        addr: &IfAddress,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn add_address(&self, link: &Link, addr: &IfAddress)
+    -> impl Future<Output = Result<()>> + Send;
 
     /// Remove an address from `link`; succeeds if it is already gone.
-    fn del_address(
-        &self,
-        link: &Link,
-        addr: &IfAddress,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn del_address(&self, link: &Link, addr: &IfAddress)
+    -> impl Future<Output = Result<()>> + Send;
 
     /// Unicast routes of the main table whose output interface is `link`.
     fn routes(&self, link: &Link) -> impl Future<Output = Result<Vec<Route>>> + Send;
 
-    /// Add a route (its `oif` names the interface); succeeds if it exists.
+    /// Add a route (its `oif` names the interface), replacing any route
+    /// with the same destination and metric (`ip route replace`).
     fn add_route(&self, route: &Route) -> impl Future<Output = Result<()>> + Send;
 
     /// Delete a route; succeeds if it is already gone.
@@ -293,7 +294,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_interface_names() {
-        for n in ["", ".", "..", "a/b", "a b", "a:b", "sixteen-chars-xx", "x\n"] {
+        for n in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a:b",
+            "sixteen-chars-xx",
+            "x\n",
+        ] {
             let e = validate_ifname(n).unwrap_err();
             assert!(e.to_string().contains("invalid interface name"), "{n}: {e}");
         }
@@ -301,8 +311,12 @@ mod tests {
 
     #[test]
     fn formats_mac_and_change() {
-        assert_eq!(fmt_mac(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]), "fe:ff:ff:ff:ff:ff");
+        assert_eq!(
+            fmt_mac(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            "fe:ff:ff:ff:ff:ff"
+        );
         let c = LinkChange {
+            name: None,
             mtu: Some(1500),
             mac: None,
             master: Some(Master::Detach),

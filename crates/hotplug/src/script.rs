@@ -113,7 +113,10 @@ impl ScriptRun {
 
     /// `XENBUS_PATH`: relative to the caller's domain path, as libxl writes it.
     pub fn xenbus_path(&self) -> String {
-        format!("backend/{}/{}/{}", self.kind, self.frontend_domid, self.devid)
+        format!(
+            "backend/{}/{}/{}",
+            self.kind, self.frontend_domid, self.devid
+        )
     }
 
     /// The environment libxl adds (in libxl's order).
@@ -160,7 +163,12 @@ async fn pump(stream: impl AsyncRead + Unpin, name: &'static str) -> String {
     let mut lines = BufReader::new(stream).lines();
     let mut tail = String::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        info!(stream = name, "{line}");
+        // stderr carries vif-bridge's `fatal` messages; stdout is chatter.
+        if name == "stderr" {
+            info!(stream = name, "{line}");
+        } else {
+            debug!(stream = name, "{line}");
+        }
         tail.push_str(&line);
         tail.push('\n');
         if tail.len() > 2 * TAIL_BYTES {
@@ -213,7 +221,10 @@ async fn run_inner(run: &ScriptRun) -> Result<ScriptOutcome> {
     debug!(pid = child.id(), "hotplug script started");
     let out = child.stdout.take().map(|s| tokio::spawn(pump(s, "stdout")));
     let err = child.stderr.take().map(|s| tokio::spawn(pump(s, "stderr")));
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+    let pgid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(Pid::from_raw);
 
     let status = match tokio::time::timeout(run.timeout, child.wait()).await {
         Ok(r) => r.map_err(|source| Error::WaitScript {
@@ -263,7 +274,13 @@ mod tests {
 
     #[test]
     fn env_and_args_match_libxl() {
-        let r = ScriptRun::vif("/etc/xen/scripts/vif-bridge", ScriptAction::Online, 5, 0, "vif5.0");
+        let r = ScriptRun::vif(
+            "/etc/xen/scripts/vif-bridge",
+            ScriptAction::Online,
+            5,
+            0,
+            "vif5.0",
+        );
         assert_eq!(ScriptAction::Online.args(), ["online", "type_if=vif"]);
         assert_eq!(ScriptAction::Remove.args(), ["remove", "type_if=tap"]);
         let env = r.env();

@@ -29,6 +29,9 @@ pub struct VifOnline {
     pub bridge: Option<String>,
     /// MTU (backend `mtu` key); `None` = the bridge's MTU.
     pub mtu: Option<u32>,
+    /// Rename the interface to this (backend `vifname` key), as vif-bridge
+    /// does; `None` keeps netback's name.
+    pub rename: Option<String>,
     /// How long to wait for the interface to appear.
     pub link_timeout: Duration,
 }
@@ -40,8 +43,15 @@ impl VifOnline {
             vif: vif.into(),
             bridge: None,
             mtu: None,
+            rename: None,
             link_timeout: DEFAULT_LINK_TIMEOUT,
         }
+    }
+
+    /// Rename the interface (backend `vifname` key).
+    pub fn rename(mut self, name: impl Into<String>) -> Self {
+        self.rename = Some(name.into());
+        self
     }
 
     /// Set the bridge.
@@ -106,14 +116,31 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
     let bridge_name = req.bridge_name();
     validate_ifname(bridge_name)?;
 
-    let link = ops.wait_for_link(&req.vif, req.link_timeout).await?;
+    if let Some(new) = &req.rename {
+        validate_ifname(new)?;
+    }
+
+    let link = find_vif(ops, req).await?;
     let bridge = require_bridge(ops, bridge_name).await?;
     let mtu = req.mtu.unwrap_or(bridge.mtu);
+    let rename = match &req.rename {
+        Some(new) if *new != link.name => {
+            if ops.link_by_name(new).await?.is_some() {
+                return Err(Error::NameTaken {
+                    name: link.name.clone(),
+                    to: new.clone(),
+                });
+            }
+            Some(new.clone())
+        }
+        _ => None,
+    };
 
-    // vif-bridge takes the link down before changing the MAC: drivers without
-    // IFF_LIVE_ADDR_CHANGE refuse a new address while up.
+    // vif-bridge takes the link down before changing the MAC (drivers
+    // without IFF_LIVE_ADDR_CHANGE refuse a new address while up), and the
+    // kernel refuses to rename an up interface (EBUSY).
     let mut changed = false;
-    if link.admin_up && link.mac != Some(VIF_MAC) {
+    if link.admin_up && (link.mac != Some(VIF_MAC) || rename.is_some()) {
         let down = LinkChange {
             up: Some(false),
             ..LinkChange::default()
@@ -122,6 +149,7 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
         changed = true;
     }
     let change = LinkChange {
+        name: rename,
         mtu: (link.mtu != mtu).then_some(mtu),
         mac: (link.mac != Some(VIF_MAC)).then_some(VIF_MAC),
         master: (link.master != Some(bridge.index)).then_some(Master::Set(bridge.index)),
@@ -137,7 +165,7 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
         .link_by_index(link.index)
         .await?
         .ok_or_else(|| Error::LinkVanished {
-            name: req.vif.clone(),
+            name: link.name.clone(),
         })?;
     verify(&now, mtu, &bridge)?;
     info!(mtu, changed, "vif connected");
@@ -148,6 +176,19 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
         mtu,
         changed,
     })
+}
+
+/// Find the vif: by netback's name, or, on a replay after a restart, by
+/// the name it was already renamed to; otherwise wait for netback's name.
+async fn find_vif<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<Link> {
+    if let Some(new) = &req.rename {
+        if ops.link_by_name(&req.vif).await?.is_none() {
+            if let Some(l) = ops.link_by_name(new).await? {
+                return Ok(l);
+            }
+        }
+    }
+    ops.wait_for_link(&req.vif, req.link_timeout).await
 }
 
 fn verify(l: &Link, mtu: u32, bridge: &Link) -> Result<()> {
@@ -167,7 +208,9 @@ fn verify(l: &Link, mtu: u32, bridge: &Link) -> Result<()> {
         return fail("mac", fmt_mac(&VIF_MAC), got);
     }
     if l.master != Some(bridge.index) {
-        let got = l.master.map_or_else(|| "none".to_string(), |m| format!("#{m}"));
+        let got = l
+            .master
+            .map_or_else(|| "none".to_string(), |m| format!("#{m}"));
         return fail("master", bridge.name.clone(), got);
     }
     if !l.admin_up {
@@ -231,10 +274,22 @@ mod tests {
 
     impl LinkOps for Fake {
         async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-            Ok(self.links.lock().unwrap().iter().find(|l| l.name == name).cloned())
+            Ok(self
+                .links
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.name == name)
+                .cloned())
         }
         async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
-            Ok(self.links.lock().unwrap().iter().find(|l| l.index == index).cloned())
+            Ok(self
+                .links
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.index == index)
+                .cloned())
         }
         async fn links(&self) -> Result<Vec<Link>> {
             Ok(self.links.lock().unwrap().clone())
@@ -252,6 +307,9 @@ mod tests {
             self.calls.lock().unwrap().push(format!("{} {c}", l.name));
             let mut links = self.links.lock().unwrap();
             let t = links.iter_mut().find(|x| x.index == l.index).unwrap();
+            if let Some(n) = &c.name {
+                t.name = n.clone();
+            }
             if let Some(m) = c.mtu {
                 t.mtu = m;
             }
@@ -292,7 +350,10 @@ mod tests {
         let f = Fake::default();
         let mut br = link(1, "xenbr0", Some("bridge"));
         br.mtu = 9000;
-        f.links.lock().unwrap().extend([br, link(2, "vif5.0", Some("veth"))]);
+        f.links
+            .lock()
+            .unwrap()
+            .extend([br, link(2, "vif5.0", Some("veth"))]);
         f
     }
 
@@ -307,14 +368,20 @@ mod tests {
         );
         let again = vif_online(&f, &VifOnline::new("vif5.0")).await.unwrap();
         assert!(!again.changed);
-        assert_eq!(f.calls.lock().unwrap().len(), 1, "re-run must not touch the link");
+        assert_eq!(
+            f.calls.lock().unwrap().len(),
+            1,
+            "re-run must not touch the link"
+        );
     }
 
     #[tokio::test]
     async fn online_takes_an_up_link_down_before_changing_its_mac() {
         let f = fake();
         f.links.lock().unwrap()[1].admin_up = true;
-        vif_online(&f, &VifOnline::new("vif5.0").mtu(1400)).await.unwrap();
+        vif_online(&f, &VifOnline::new("vif5.0").mtu(1400))
+            .await
+            .unwrap();
         assert_eq!(
             f.calls.lock().unwrap().as_slice(),
             [
@@ -327,6 +394,13 @@ mod tests {
     #[tokio::test]
     async fn online_names_a_missing_or_wrong_bridge() {
         let f = fake();
+        let e = vif_online(&f, &VifOnline::new("vif5.0").rename("xenbr0"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot rename vif5.0 to xenbr0: xenbr0 already exists"
+        );
         let e = vif_online(&f, &VifOnline::new("vif5.0").bridge("xenbr1"))
             .await
             .unwrap_err();
@@ -334,20 +408,48 @@ mod tests {
         let e = vif_online(&f, &VifOnline::new("vif5.0").bridge("vif5.0"))
             .await
             .unwrap_err();
-        assert_eq!(e.to_string(), "vif5.0 exists but is not a bridge (kind veth)");
+        assert_eq!(
+            e.to_string(),
+            "vif5.0 exists but is not a bridge (kind veth)"
+        );
         assert!(f.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn online_renames_and_a_replay_finds_the_renamed_vif() {
+        let f = fake();
+        f.links.lock().unwrap()[1].admin_up = true;
+        let req = VifOnline::new("vif5.0").rename("web0");
+        let r = vif_online(&f, &req).await.unwrap();
+        assert_eq!(r.vif, "web0");
+        assert_eq!(
+            f.calls.lock().unwrap().as_slice(),
+            [
+                "vif5.0 down",
+                "vif5.0 name web0 mtu 9000 address fe:ff:ff:ff:ff:ff master #1 up"
+            ]
+        );
+        let again = vif_online(&f, &req).await.unwrap();
+        assert!(!again.changed);
+        assert_eq!(f.calls.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
     async fn offline_detaches_once_and_tolerates_absence() {
         let f = fake();
         vif_online(&f, &VifOnline::new("vif5.0")).await.unwrap();
-        assert_eq!(vif_offline(&f, "vif5.0").await.unwrap(), VifOffline::Detached);
+        assert_eq!(
+            vif_offline(&f, "vif5.0").await.unwrap(),
+            VifOffline::Detached
+        );
         assert_eq!(
             vif_offline(&f, "vif5.0").await.unwrap(),
             VifOffline::AlreadyDetached
         );
         assert_eq!(vif_offline(&f, "vif9.9").await.unwrap(), VifOffline::Gone);
-        assert_eq!(f.calls.lock().unwrap().last().unwrap(), "vif5.0 nomaster down");
+        assert_eq!(
+            f.calls.lock().unwrap().last().unwrap(),
+            "vif5.0 nomaster down"
+        );
     }
 }

@@ -9,7 +9,10 @@ use crate::Bdf;
 /// Parse a hex id attribute such as `vendor` (`0x8086\n`).
 pub fn parse_hex_u16(text: &str) -> Option<u16> {
     let t = text.trim();
-    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
     if t.is_empty() || t.len() > 4 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
@@ -24,7 +27,10 @@ pub fn parse_hex_u8(text: &str) -> Option<u8> {
 /// Parse the `class` attribute (`0x020000\n`: class, subclass, prog-if).
 pub fn parse_class(text: &str) -> Option<u32> {
     let t = text.trim();
-    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
     if t.is_empty() || t.len() > 6 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
@@ -89,10 +95,10 @@ pub fn config_has_flr(config: &[u8]) -> Option<bool> {
                     return Some(true);
                 }
             }
-            CAP_ID_AF => {
-                if *config.get(ptr + PCI_AF_CAP)? & PCI_AF_CAP_FLR_TP == PCI_AF_CAP_FLR_TP {
-                    return Some(true);
-                }
+            CAP_ID_AF
+                if *config.get(ptr + PCI_AF_CAP)? & PCI_AF_CAP_FLR_TP == PCI_AF_CAP_FLR_TP =>
+            {
+                return Some(true);
             }
             _ => {}
         }
@@ -198,7 +204,10 @@ pub fn parse_proc_net_route(text: &str) -> BTreeSet<String> {
             let c: Vec<&str> = l.split_whitespace().collect();
             let (iface, dest, flags, mask) = (c.first()?, c.get(1)?, c.get(3)?, c.get(7)?);
             let flags = u32::from_str_radix(flags, 16).ok()?;
-            (*dest == "00000000" && *mask == "00000000" && flags & RTF_UP != 0 && flags & RTF_REJECT == 0)
+            (*dest == "00000000"
+                && *mask == "00000000"
+                && flags & RTF_UP != 0
+                && flags & RTF_REJECT == 0)
                 .then(|| iface.to_string())
         })
         .collect()
@@ -228,9 +237,14 @@ pub fn parse_proc_net_ipv6_route(text: &str) -> BTreeSet<String> {
 /// with an enabled IOMMU; tools/xl/xl_info.c). `None` if there is no
 /// `virt_caps` line.
 pub fn xl_info_directio(text: &str) -> Option<bool> {
-    let line = text.lines().find(|l| l.trim_start().starts_with("virt_caps"))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("virt_caps"))?;
     let caps = line.split_once(':')?.1;
-    Some(caps.split_whitespace().any(|c| c == "hvm_directio" || c == "pv_directio"))
+    Some(
+        caps.split_whitespace()
+            .any(|c| c == "hvm_directio" || c == "pv_directio"),
+    )
 }
 
 #[cfg(test)]
@@ -292,13 +306,18 @@ mod tests {
 
     #[test]
     fn parses_modules_builtin_and_alias() {
-        let b = parse_modules_builtin("kernel/drivers/xen/xen-pciback/xen-pciback.ko\nkernel/net/ipv4/tcp.ko\n");
+        let b = parse_modules_builtin(
+            "kernel/drivers/xen/xen-pciback/xen-pciback.ko\nkernel/net/ipv4/tcp.ko\n",
+        );
         assert!(b.contains("xen_pciback"));
         let a = parse_modules_alias(
             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\nalias usb:v* foo\nalias pci:v00001AF4d00001041sv*sd*bc*sc*i* virtio_net\n",
         );
         assert_eq!(a.len(), 2);
-        let m = modules_for("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00\n", &a);
+        let m = modules_for(
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00\n",
+            &a,
+        );
         assert_eq!(m, ["e1000e"]);
     }
 
@@ -317,15 +336,28 @@ mod tests {
         let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                   eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
                   eth1\t0002A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(parse_proc_net_route(v4).into_iter().collect::<Vec<_>>(), ["eth0"]);
+        assert_eq!(
+            parse_proc_net_route(v4).into_iter().collect::<Vec<_>>(),
+            ["eth0"]
+        );
         let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth2\n\
                   00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
-        assert_eq!(parse_proc_net_ipv6_route(v6).into_iter().collect::<Vec<_>>(), ["eth2"]);
+        assert_eq!(
+            parse_proc_net_ipv6_route(v6)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["eth2"]
+        );
     }
 
     #[test]
     fn reads_xl_info_virt_caps() {
-        assert_eq!(xl_info_directio("host : x\nvirt_caps              : pv hvm hvm_directio pv_directio hap\n"), Some(true));
+        assert_eq!(
+            xl_info_directio(
+                "host : x\nvirt_caps              : pv hvm hvm_directio pv_directio hap\n"
+            ),
+            Some(true)
+        );
         assert_eq!(xl_info_directio("virt_caps : pv hvm hap\n"), Some(false));
         assert_eq!(xl_info_directio("host : x\n"), None);
     }

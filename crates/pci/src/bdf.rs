@@ -34,7 +34,12 @@ pub struct Bdf {
 impl Bdf {
     /// Build a BDF, checking device (0–31) and function (0–7).
     pub fn new(domain: u32, bus: u8, device: u8, function: u8) -> Result<Self, Error> {
-        let b = Bdf { domain, bus, device, function };
+        let b = Bdf {
+            domain,
+            bus,
+            device,
+            function,
+        };
         if device > MAX_DEVICE {
             return Err(Error::InvalidBdf {
                 input: format!("{domain:04x}:{bus:02x}:{device:02x}.{function}"),
@@ -83,12 +88,17 @@ impl Bdf {
 }
 
 fn hex_part(input: &str, part: &str, name: &str, max_digits: usize) -> Result<u32, Error> {
-    let bad = |reason: String| Error::InvalidBdf { input: input.to_string(), reason };
+    let bad = |reason: String| Error::InvalidBdf {
+        input: input.to_string(),
+        reason,
+    };
     if part.is_empty() {
         return Err(bad(format!("{name} is empty")));
     }
     if part.len() > max_digits {
-        return Err(bad(format!("{name} {part:?} has more than {max_digits} hex digits")));
+        return Err(bad(format!(
+            "{name} {part:?} has more than {max_digits} hex digits"
+        )));
     }
     if !part.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(bad(format!("{name} {part:?} is not hexadecimal")));
@@ -102,7 +112,10 @@ impl FromStr for Bdf {
     fn from_str(s: &str) -> Result<Self, Error> {
         let input = s;
         let s = s.trim();
-        let bad = |reason: &str| Error::InvalidBdf { input: input.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::InvalidBdf {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         let (left, function) = s
             .rsplit_once('.')
             .ok_or_else(|| bad("expected [DOMAIN:]BUS:DEVICE.FUNCTION, e.g. 0000:03:00.0"))?;
@@ -110,7 +123,11 @@ impl FromStr for Bdf {
         let (domain, bus, device) = match parts.as_slice() {
             [bus, device] => ("0", *bus, *device),
             [domain, bus, device] => (*domain, *bus, *device),
-            _ => return Err(bad("expected [DOMAIN:]BUS:DEVICE.FUNCTION, e.g. 0000:03:00.0")),
+            _ => {
+                return Err(bad(
+                    "expected [DOMAIN:]BUS:DEVICE.FUNCTION, e.g. 0000:03:00.0",
+                ));
+            }
         };
         let domain = hex_part(input, domain, "domain", 8)?;
         let bus = hex_part(input, bus, "bus", 2)?;
@@ -131,7 +148,12 @@ impl FromStr for Bdf {
                 reason: format!("function {function:x} is out of range 0-7"),
             });
         }
-        Ok(Bdf { domain, bus, device, function })
+        Ok(Bdf {
+            domain,
+            bus,
+            device,
+            function,
+        })
     }
 }
 
@@ -164,14 +186,26 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        for s in ["0000:03:00.0", "03:00.0", "3:0.0", " 0000:3:00.0\n", "0:03:0.0"] {
+        for s in [
+            "0000:03:00.0",
+            "03:00.0",
+            "3:0.0",
+            " 0000:3:00.0\n",
+            "0:03:0.0",
+        ] {
             let b: Bdf = s.parse().unwrap();
             assert_eq!(b.to_string(), "0000:03:00.0", "{s}");
         }
         let b: Bdf = "abcd:ff:1f.7".parse().unwrap();
-        assert_eq!((b.domain(), b.bus(), b.device(), b.function()), (0xabcd, 0xff, 0x1f, 7));
+        assert_eq!(
+            (b.domain(), b.bus(), b.device(), b.function()),
+            (0xabcd, 0xff, 0x1f, 7)
+        );
         assert_eq!(b.to_string(), "abcd:ff:1f.7");
-        assert_eq!("10000:00:00.0".parse::<Bdf>().unwrap().to_string(), "10000:00:00.0");
+        assert_eq!(
+            "10000:00:00.0".parse::<Bdf>().unwrap().to_string(),
+            "10000:00:00.0"
+        );
     }
 
     #[test]
@@ -189,13 +223,26 @@ mod tests {
 
     #[test]
     fn orders_by_domain_bus_device_function() {
-        let mut v: Vec<Bdf> = ["0001:00:00.0", "0000:03:00.1", "0000:03:00.0", "0000:02:1f.7"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let mut v: Vec<Bdf> = [
+            "0001:00:00.0",
+            "0000:03:00.1",
+            "0000:03:00.0",
+            "0000:02:1f.7",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         v.sort();
         let s: Vec<String> = v.iter().map(ToString::to_string).collect();
-        assert_eq!(s, ["0000:02:1f.7", "0000:03:00.0", "0000:03:00.1", "0001:00:00.0"]);
+        assert_eq!(
+            s,
+            [
+                "0000:02:1f.7",
+                "0000:03:00.0",
+                "0000:03:00.1",
+                "0001:00:00.0"
+            ]
+        );
     }
 
     #[test]

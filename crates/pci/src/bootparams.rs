@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{attrs, Bdf, Sysfs};
+use crate::{Bdf, Sysfs, attrs};
 
 /// The module's name as modprobe and the kernel command line spell it.
 pub const MODULE: &str = "xen-pciback";
@@ -52,12 +52,19 @@ pub fn detect(sysfs: &Sysfs, modules_dir: Option<&Path>) -> Detection {
         return if sysmod.join("initstate").exists() {
             Detection {
                 kind: Some(PcibackKind::Module),
-                evidence: format!("{} is loaded as a module ({} exists)", MODULE, sysmod.join("initstate").display()),
+                evidence: format!(
+                    "{} is loaded as a module ({} exists)",
+                    MODULE,
+                    sysmod.join("initstate").display()
+                ),
             }
         } else {
             Detection {
                 kind: Some(PcibackKind::Builtin),
-                evidence: format!("{} exists without initstate, so it is built in", sysmod.display()),
+                evidence: format!(
+                    "{} exists without initstate, so it is built in",
+                    sysmod.display()
+                ),
             }
         };
     }
@@ -67,12 +74,17 @@ pub fn detect(sysfs: &Sysfs, modules_dir: Option<&Path>) -> Detection {
                 l.split(':')
                     .next()
                     .and_then(|f| f.rsplit('/').next())
-                    .is_some_and(|f| f.split(".ko").next().map(attrs::module_name) == Some(name.clone()))
+                    .is_some_and(|f| {
+                        f.split(".ko").next().map(attrs::module_name) == Some(name.clone())
+                    })
             });
             if found {
                 return Detection {
                     kind: Some(PcibackKind::Module),
-                    evidence: format!("{} lists {MODULE} as a module (not loaded yet)", dir.join("modules.dep").display()),
+                    evidence: format!(
+                        "{} lists {MODULE} as a module (not loaded yet)",
+                        dir.join("modules.dep").display()
+                    ),
                 };
             }
         }
@@ -80,8 +92,15 @@ pub fn detect(sysfs: &Sysfs, modules_dir: Option<&Path>) -> Detection {
     Detection {
         kind: None,
         evidence: match modules_dir {
-            Some(d) => format!("neither {} nor {} mention {MODULE}", d.display(), sysmod.display()),
-            None => format!("{} does not exist and no modules directory was found", sysmod.display()),
+            Some(d) => format!(
+                "neither {} nor {} mention {MODULE}",
+                d.display(),
+                sysmod.display()
+            ),
+            None => format!(
+                "{} does not exist and no modules directory was found",
+                sysmod.display()
+            ),
         },
     }
 }
@@ -112,7 +131,12 @@ pub fn boot_params(bdfs: &[Bdf], permissive: bool, kind: PcibackKind) -> BootPar
             if permissive {
                 s.push_str(&format!(" {MODULE}.permissive=1"));
             }
-            BootParams { kind, hide, kernel_cmdline: Some(s), modprobe_conf: None }
+            BootParams {
+                kind,
+                hide,
+                kernel_cmdline: Some(s),
+                modprobe_conf: None,
+            }
         }
         PcibackKind::Module => {
             let mut s = format!("options {MODULE} hide={hide}");
@@ -120,7 +144,12 @@ pub fn boot_params(bdfs: &[Bdf], permissive: bool, kind: PcibackKind) -> BootPar
                 s.push_str(" permissive=1");
             }
             s.push('\n');
-            BootParams { kind, hide, kernel_cmdline: None, modprobe_conf: Some(s) }
+            BootParams {
+                kind,
+                hide,
+                kernel_cmdline: None,
+                modprobe_conf: Some(s),
+            }
         }
     }
 }
@@ -135,7 +164,11 @@ mod tests {
 
     #[test]
     fn builtin_form_is_kernel_cmdline() {
-        let p = boot_params(&bdfs(&["03:00.1", "0000:03:00.0", "3:0.0"]), true, PcibackKind::Builtin);
+        let p = boot_params(
+            &bdfs(&["03:00.1", "0000:03:00.0", "3:0.0"]),
+            true,
+            PcibackKind::Builtin,
+        );
         assert_eq!(
             p.kernel_cmdline.as_deref(),
             Some("xen-pciback.hide=(0000:03:00.0)(0000:03:00.1) xen-pciback.permissive=1")
@@ -146,7 +179,10 @@ mod tests {
     #[test]
     fn module_form_is_modprobe_options() {
         let p = boot_params(&bdfs(&["03:00.0"]), false, PcibackKind::Module);
-        assert_eq!(p.modprobe_conf.as_deref(), Some("options xen-pciback hide=(0000:03:00.0)\n"));
+        assert_eq!(
+            p.modprobe_conf.as_deref(),
+            Some("options xen-pciback hide=(0000:03:00.0)\n")
+        );
         assert_eq!(p.kernel_cmdline, None);
     }
 }

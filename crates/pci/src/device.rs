@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::attrs::{self, ModAlias};
 use crate::error::{Error, Result};
 use crate::net::NetSnapshot;
-use crate::{names, Bdf, Sysfs};
+use crate::{Bdf, Sysfs, names};
 
 /// PCI base class "network controller" (PCI Code and ID Assignment spec).
 pub const CLASS_NETWORK: u8 = 0x02;
@@ -123,7 +123,10 @@ impl InfoSources {
             .and_then(|d| std::fs::read_to_string(d.join("modules.alias")).ok())
             .map(|t| attrs::parse_modules_alias(&t))
             .unwrap_or_default();
-        InfoSources { net: NetSnapshot::capture(proc_root), aliases }
+        InfoSources {
+            net: NetSnapshot::capture(proc_root),
+            aliases,
+        }
     }
 }
 
@@ -134,29 +137,65 @@ pub fn running_modules_dir() -> Option<PathBuf> {
     Some(PathBuf::from("/lib/modules").join(rel))
 }
 
+/// The `net` directories of a device: its own, and those of child devices
+/// one level down (virtio puts interfaces under `virtioN/net`).
+pub(crate) fn net_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if dir.join("net").is_dir() {
+        v.push(dir.join("net"));
+    }
+    for e in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        // Real subdirectories only: symlinks lead to other devices.
+        if e.file_type().is_ok_and(|t| t.is_dir()) && e.path().join("net").is_dir() {
+            v.push(e.path().join("net"));
+        }
+    }
+    v
+}
+
 fn bdf_link(path: &Path) -> Option<Bdf> {
-    std::fs::read_link(path).ok()?.file_name()?.to_str()?.parse().ok()
+    std::fs::read_link(path)
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
 }
 
 impl Sysfs {
-    fn parsed<T>(&self, dir: &Path, attr: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>> {
+    fn parsed<T>(
+        &self,
+        dir: &Path,
+        attr: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>> {
         let path = dir.join(attr);
         match self.read_opt(&path)? {
             None => Ok(None),
-            Some(t) => parse(&t)
-                .map(Some)
-                .ok_or_else(|| Error::ParseAttr { path, reason: format!("unexpected content {:?}", t.trim()) }),
+            Some(t) => parse(&t).map(Some).ok_or_else(|| Error::ParseAttr {
+                path,
+                reason: format!("unexpected content {:?}", t.trim()),
+            }),
         }
     }
 
     /// The device's IOMMU group number.
     pub fn iommu_group(&self, bdf: Bdf) -> Option<u32> {
-        self.link_name(&self.device_dir(bdf).join("iommu_group"))?.parse().ok()
+        self.link_name(&self.device_dir(bdf).join("iommu_group"))?
+            .parse()
+            .ok()
     }
 
     /// Members of an IOMMU group.
     pub fn iommu_group_members(&self, group: u32) -> Vec<Bdf> {
-        let dir = self.iommu_groups_dir().join(group.to_string()).join("devices");
+        let dir = self
+            .iommu_groups_dir()
+            .join(group.to_string())
+            .join("devices");
         let mut v: Vec<Bdf> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -172,7 +211,10 @@ impl Sysfs {
     pub fn device_info(&self, bdf: Bdf, src: &InfoSources) -> Result<PciDevice> {
         let dir = self.require_device(bdf)?;
         let req = |attr: &str, v: Option<u16>| {
-            v.ok_or_else(|| Error::ParseAttr { path: dir.join(attr), reason: "missing".to_string() })
+            v.ok_or_else(|| Error::ParseAttr {
+                path: dir.join(attr),
+                reason: "missing".to_string(),
+            })
         };
         let vendor_id = req("vendor", self.parsed(&dir, "vendor", attrs::parse_hex_u16)?)?;
         let device_id = req("device", self.parsed(&dir, "device", attrs::parse_hex_u16)?)?;
@@ -180,7 +222,9 @@ impl Sysfs {
         let subsystem_vendor_id = self.parsed(&dir, "subsystem_vendor", attrs::parse_hex_u16)?;
         let subsystem_device_id = self.parsed(&dir, "subsystem_device", attrs::parse_hex_u16)?;
         let subsystem_name = match (subsystem_vendor_id, subsystem_device_id) {
-            (Some(sv), Some(sd)) => names::subsystem_name(vendor_id, device_id, sv, sd).map(str::to_string),
+            (Some(sv), Some(sd)) => {
+                names::subsystem_name(vendor_id, device_id, sv, sd).map(str::to_string)
+            }
             _ => None,
         };
         let modules = self
@@ -189,18 +233,28 @@ impl Sysfs {
             .unwrap_or_default();
         let iommu_group = self.iommu_group(bdf);
         let iommu_group_peers = iommu_group
-            .map(|g| self.iommu_group_members(g).into_iter().filter(|b| *b != bdf).collect())
+            .map(|g| {
+                self.iommu_group_members(g)
+                    .into_iter()
+                    .filter(|b| *b != bdf)
+                    .collect()
+            })
             .unwrap_or_default();
         let reset_methods = self
             .read_opt(&dir.join("reset_method"))?
             .map(|t| attrs::parse_reset_methods(&t))
             .unwrap_or_default();
-        let flr = std::fs::read(dir.join("config")).ok().and_then(|c| attrs::config_has_flr(&c));
+        let flr = std::fs::read(dir.join("config"))
+            .ok()
+            .and_then(|c| attrs::config_has_flr(&c));
         let siblings = self
             .device_bdfs()?
             .into_iter()
             .filter(|b| {
-                b.domain() == bdf.domain() && b.bus() == bdf.bus() && b.device() == bdf.device() && *b != bdf
+                b.domain() == bdf.domain()
+                    && b.bus() == bdf.bus()
+                    && b.device() == bdf.device()
+                    && *b != bdf
             })
             .collect();
         Ok(PciDevice {
@@ -231,24 +285,35 @@ impl Sysfs {
 
     /// Every device, sorted by address.
     pub fn list(&self, src: &InfoSources) -> Result<Vec<PciDevice>> {
-        self.device_bdfs()?.into_iter().map(|b| self.device_info(b, src)).collect()
+        self.device_bdfs()?
+            .into_iter()
+            .map(|b| self.device_info(b, src))
+            .collect()
     }
 
     fn net_ifaces(&self, dir: &Path, snap: &NetSnapshot) -> Result<Vec<NetIface>> {
-        let net = dir.join("net");
-        let Ok(rd) = std::fs::read_dir(&net) else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
-        names.sort();
-        names
+        let mut found: Vec<(String, PathBuf)> = net_dirs(dir)
             .into_iter()
-            .map(|name| {
-                let d = net.join(&name);
+            .flat_map(|net| {
+                std::fs::read_dir(&net)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .map(move |n| (n.clone(), net.join(n)))
+            })
+            .collect();
+        found.sort();
+        found
+            .into_iter()
+            .map(|(name, d)| {
                 let st = snap.ifaces.get(&name);
                 Ok(NetIface {
-                    operstate: self.read_opt(&d.join("operstate"))?.map(|s| s.trim().to_string()),
-                    mac: self.read_opt(&d.join("address"))?.map(|s| s.trim().to_string()),
+                    operstate: self
+                        .read_opt(&d.join("operstate"))?
+                        .map(|s| s.trim().to_string()),
+                    mac: self
+                        .read_opt(&d.join("address"))?
+                        .map(|s| s.trim().to_string()),
                     up: st.is_some_and(|s| s.up),
                     addresses: st.map(|s| s.addresses.clone()).unwrap_or_default(),
                     default_route: snap.default_route.contains(&name),
@@ -262,11 +327,17 @@ impl Sysfs {
         let Some(total_vfs) = self.parsed(dir, "sriov_totalvfs", attrs::parse_u32)? else {
             return Ok(None);
         };
-        let num_vfs = self.parsed(dir, "sriov_numvfs", attrs::parse_u32)?.unwrap_or(0);
+        let num_vfs = self
+            .parsed(dir, "sriov_numvfs", attrs::parse_u32)?
+            .unwrap_or(0);
         let mut vfs: Vec<Bdf> = (0..total_vfs.min(4096))
             .map_while(|i| bdf_link(&dir.join(format!("virtfn{i}"))))
             .collect();
         vfs.sort();
-        Ok(Some(Sriov { total_vfs, num_vfs, vfs }))
+        Ok(Some(Sriov {
+            total_vfs,
+            num_vfs,
+            vfs,
+        }))
     }
 }

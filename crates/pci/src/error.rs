@@ -60,7 +60,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// The pciback driver is not registered with the kernel.
-    #[error("xen-pciback is not available ({path} does not exist): load it with `modprobe xen-pciback` or boot a kernel with CONFIG_XEN_PCIDEV_BACKEND")]
+    #[error(
+        "xen-pciback is not available ({path} does not exist): load it with `modprobe xen-pciback` or boot a kernel with CONFIG_XEN_PCIDEV_BACKEND"
+    )]
     PcibackMissing {
         /// The driver directory looked for.
         path: PathBuf,
@@ -84,7 +86,9 @@ pub enum Error {
         reason: String,
     },
     /// No IOMMU: passing the device through would be unsafe.
-    #[error("{bdf}: no IOMMU is enabled ({detail}); enable VT-d/AMD-Vi in the firmware and `iommu=1` for Xen, or use --force")]
+    #[error(
+        "{bdf}: no IOMMU is enabled ({detail}); enable VT-d/AMD-Vi in the firmware and `iommu=1` for Xen, or use --force"
+    )]
     NoIommu {
         /// The device concerned.
         bdf: Bdf,
@@ -120,6 +124,14 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A driver record store other than the state file (xenstore) failed.
+    #[error("{store}: {what}")]
+    Record {
+        /// The store, e.g. "xenstore /libxl/pci/0000-03-00-0/driver_path".
+        store: String,
+        /// What went wrong.
+        what: String,
+    },
     /// The local state file could not be read or written.
     #[error("state file {path}: {what}")]
     StateFile {
@@ -152,6 +164,7 @@ impl Error {
             | Error::NoIommu { .. }
             | Error::VerifyFailed { .. }
             | Error::RollbackFailed { .. }
+            | Error::Record { .. }
             | Error::StateFile { .. } => false,
         }
     }

@@ -16,7 +16,12 @@ pub fn device_name(vendor: u16, device: u16) -> Option<&'static str> {
 }
 
 /// The subsystem's name (the board the chip is on).
-pub fn subsystem_name(vendor: u16, device: u16, sub_vendor: u16, sub_device: u16) -> Option<&'static str> {
+pub fn subsystem_name(
+    vendor: u16,
+    device: u16,
+    sub_vendor: u16,
+    sub_device: u16,
+) -> Option<&'static str> {
     pci_ids::Device::from_vid_pid(vendor, device)?
         .subsystems()
         .find(|s| s.subvendor() == sub_vendor && s.subdevice() == sub_device)
@@ -42,7 +47,13 @@ pub fn write_pci_ids(w: &mut impl Write) -> io::Result<()> {
         for d in v.devices() {
             writeln!(w, "\t{:04x}  {}", d.id(), d.name())?;
             for s in d.subsystems() {
-                writeln!(w, "\t\t{:04x} {:04x}  {}", s.subvendor(), s.subdevice(), s.name())?;
+                writeln!(
+                    w,
+                    "\t\t{:04x} {:04x}  {}",
+                    s.subvendor(),
+                    s.subdevice(),
+                    s.name()
+                )?;
             }
         }
     }
@@ -67,7 +78,10 @@ mod tests {
     #[test]
     fn looks_up_well_known_ids() {
         assert_eq!(vendor_name(0x8086), Some("Intel Corporation"));
-        assert_eq!(device_name(0x1af4, 0x1041), Some("Virtio 1.0 network device"));
+        assert_eq!(
+            device_name(0x1af4, 0x1041),
+            Some("Virtio 1.0 network device")
+        );
         assert_eq!(class_name(0x020000), Some("Ethernet controller"));
         assert_eq!(subsystem_name(0x1af4, 0x1041, 0x1af4, 0x1100), Some("QEMU"));
         assert_eq!(device_name(0x8086, 0xfffe), None);

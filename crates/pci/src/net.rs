@@ -59,7 +59,10 @@ impl NetSnapshot {
             Err(e) => tracing::warn!(error = %e, "getifaddrs failed; interface use not checked"),
         }
         for (file, parse) in [
-            ("net/route", attrs::parse_proc_net_route as fn(&str) -> BTreeSet<String>),
+            (
+                "net/route",
+                attrs::parse_proc_net_route as fn(&str) -> BTreeSet<String>,
+            ),
             ("net/ipv6_route", attrs::parse_proc_net_ipv6_route),
         ] {
             match std::fs::read_to_string(proc_root.join(file)) {
@@ -72,7 +75,8 @@ impl NetSnapshot {
 
     /// Add or replace an interface (for tests and callers with other sources).
     pub fn with_iface(mut self, name: &str, up: bool, addresses: Vec<IpAddr>) -> Self {
-        self.ifaces.insert(name.to_string(), IfState { up, addresses });
+        self.ifaces
+            .insert(name.to_string(), IfState { up, addresses });
         self
     }
 
@@ -91,7 +95,10 @@ impl NetSnapshot {
         let st = self.ifaces.get(name)?;
         if st.up && !st.addresses.is_empty() {
             let a: Vec<String> = st.addresses.iter().map(ToString::to_string).collect();
-            return Some(format!("interface {name} is up with addresses {}", a.join(", ")));
+            return Some(format!(
+                "interface {name} is up with addresses {}",
+                a.join(", ")
+            ));
         }
         None
     }

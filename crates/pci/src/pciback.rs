@@ -14,7 +14,7 @@ use crate::checks::IommuStatus;
 use crate::error::{Error, Result};
 use crate::net::NetSnapshot;
 use crate::record::DriverRecord;
-use crate::sysfs::{WriteKind, PCIBACK};
+use crate::sysfs::{PCIBACK, WriteKind};
 use crate::{Bdf, Sysfs};
 
 /// Options of [`Pciback::assign`].
@@ -81,7 +81,11 @@ impl<'a> Pciback<'a> {
 
     fn require_pciback(&self) -> Result<()> {
         let dir = self.sysfs.driver_dir(PCIBACK);
-        if dir.is_dir() { Ok(()) } else { Err(Error::PcibackMissing { path: dir }) }
+        if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(Error::PcibackMissing { path: dir })
+        }
     }
 
     fn unbind(&self, bdf: Bdf, driver: &str) -> Result<()> {
@@ -120,10 +124,12 @@ impl<'a> Pciback<'a> {
 
     /// Why dom0 is using the device, if it is (first reason found).
     pub fn in_use(&self, bdf: Bdf, net: &NetSnapshot) -> Result<Option<String>> {
-        let dir = self.sysfs.require_device(bdf)?.join("net");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
+        let dir = self.sysfs.require_device(bdf)?;
+        let mut names: Vec<String> = crate::device::net_dirs(&dir)
+            .iter()
+            .flat_map(|net| std::fs::read_dir(net).into_iter().flatten())
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
         names.sort();
         Ok(names.iter().find_map(|n| net.in_use_reason(n)))
     }
@@ -161,15 +167,22 @@ impl<'a> Pciback<'a> {
 
         if let IommuStatus::Absent { detail } = iommu {
             if !opts.force {
-                return Err(Error::NoIommu { bdf, detail: detail.clone() });
+                return Err(Error::NoIommu {
+                    bdf,
+                    detail: detail.clone(),
+                });
             }
-            out.warnings.push(format!("no IOMMU ({detail}); assigned anyway because of --force"));
+            out.warnings.push(format!(
+                "no IOMMU ({detail}); assigned anyway because of --force"
+            ));
         }
         if let Some(reason) = self.in_use(bdf, net)? {
             if !opts.force {
                 return Err(Error::InUse { bdf, reason });
             }
-            out.warnings.push(format!("dom0 is using it ({reason}); assigned anyway because of --force"));
+            out.warnings.push(format!(
+                "dom0 is using it ({reason}); assigned anyway because of --force"
+            ));
         }
 
         // Record before unbinding: after a crash between unbind and bind the
@@ -221,7 +234,13 @@ impl<'a> Pciback<'a> {
 
     /// Undo a failed assign: off pciback, out of its slot list, back on the
     /// original driver. Returns the error to report.
-    fn rollback_assign(&self, bdf: Bdf, added_slot: bool, original: Option<&str>, err: Error) -> Error {
+    fn rollback_assign(
+        &self,
+        bdf: Bdf,
+        added_slot: bool,
+        original: Option<&str>,
+        err: Error,
+    ) -> Error {
         let undo = || -> Result<()> {
             if self.sysfs.current_driver(bdf)?.as_deref() == Some(PCIBACK) {
                 self.unbind(bdf, PCIBACK)?;
@@ -269,7 +288,11 @@ impl<'a> Pciback<'a> {
             if recorded.is_some() {
                 self.record.remove(bdf)?;
             }
-            return Ok(ReleaseOutcome { bdf, driver: d.to_string(), already_released: true });
+            return Ok(ReleaseOutcome {
+                bdf,
+                driver: d.to_string(),
+                already_released: true,
+            });
         }
 
         let target = driver
@@ -277,7 +300,11 @@ impl<'a> Pciback<'a> {
             .or(recorded)
             .ok_or(Error::NoOriginalDriver { bdf })?;
         if !self.sysfs.has_driver(&target) {
-            return Err(Error::DriverMissing { bdf, path: self.sysfs.driver_dir(&target), driver: target });
+            return Err(Error::DriverMissing {
+                bdf,
+                path: self.sysfs.driver_dir(&target),
+                driver: target,
+            });
         }
 
         let on_pciback = current.as_deref() == Some(PCIBACK);
@@ -298,7 +325,11 @@ impl<'a> Pciback<'a> {
         }
         self.record.remove(bdf)?;
         tracing::info!(driver = %target, "released from pciback");
-        Ok(ReleaseOutcome { bdf, driver: target, already_released: false })
+        Ok(ReleaseOutcome {
+            bdf,
+            driver: target,
+            already_released: false,
+        })
     }
 
     fn rollback_release(&self, bdf: Bdf, was_pciback: bool, err: Error) -> Error {

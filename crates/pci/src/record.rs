@@ -2,7 +2,8 @@
 //! `release` can give the device back.
 //!
 //! xl records it in xenstore at `/libxl/pci/<dddd-bb-dd-f>/driver_path`
-//! (libxl_pci.c, `pci_assignable_driver_path_write`), as the driver's sysfs
+//! (libxl_pci.c, `pci_info_xs_path`; before Xen 4.15 `/libxl/pciback/...`,
+//! `pci_assignable_driver_path_write`), as the driver's sysfs
 //! directory. [`DriverRecord`] abstracts over that store; [`StateFile`] is
 //! the local one used when xenstore is not reachable.
 
@@ -12,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::Bdf;
+use crate::error::{Error, Result};
 
 /// Default directory of the local state file.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/drvdom";
@@ -66,7 +67,9 @@ pub struct StateFile {
 impl StateFile {
     /// The state file inside `dir` (created on first write).
     pub fn in_dir(dir: &Path) -> Self {
-        StateFile { path: dir.join(STATE_FILE_NAME) }
+        StateFile {
+            path: dir.join(STATE_FILE_NAME),
+        }
     }
 
     /// The file's path.
@@ -75,13 +78,19 @@ impl StateFile {
     }
 
     fn err(&self, what: impl Into<String>, source: Option<std::io::Error>) -> Error {
-        Error::StateFile { path: self.path.clone(), what: what.into(), source }
+        Error::StateFile {
+            path: self.path.clone(),
+            what: what.into(),
+            source,
+        }
     }
 
     fn load(&self) -> Result<BTreeMap<Bdf, Entry>> {
         match std::fs::read_to_string(&self.path) {
             Ok(t) if t.trim().is_empty() => Ok(BTreeMap::new()),
-            Ok(t) => serde_json::from_str(&t).map_err(|e| self.err(format!("not valid JSON: {e}"), None)),
+            Ok(t) => {
+                serde_json::from_str(&t).map_err(|e| self.err(format!("not valid JSON: {e}"), None))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(self.err("cannot read", Some(e))),
         }
@@ -89,10 +98,13 @@ impl StateFile {
 
     fn store(&self, map: &BTreeMap<Bdf, Entry>) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.err("cannot create its directory", Some(e)))?;
-        let text = serde_json::to_string_pretty(map).map_err(|e| self.err(format!("cannot encode: {e}"), None))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| self.err("cannot create its directory", Some(e)))?;
+        let text = serde_json::to_string_pretty(map)
+            .map_err(|e| self.err(format!("cannot encode: {e}"), None))?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| self.err("cannot create temporary file", Some(e)))?;
+        let mut f = std::fs::File::create(&tmp)
+            .map_err(|e| self.err("cannot create temporary file", Some(e)))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| self.err("cannot write temporary file", Some(e)))?;
@@ -104,9 +116,29 @@ impl StateFile {
         Ok(())
     }
 
+    /// Hold an exclusive lock (`flock` on `<file>.lock`) so concurrent
+    /// drvdom runs do not lose each other's updates.
+    fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| self.err("cannot create its directory", Some(e)))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("json.lock"))
+            .map_err(|e| self.err("cannot open lock file", Some(e)))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| self.err("cannot lock", Some(std::io::Error::from(e))))
+    }
+
     /// All records, sorted by BDF.
     pub fn entries(&self) -> Result<Vec<(Bdf, String)>> {
-        Ok(self.load()?.into_iter().map(|(b, e)| (b, e.driver)).collect())
+        Ok(self
+            .load()?
+            .into_iter()
+            .map(|(b, e)| (b, e.driver))
+            .collect())
     }
 }
 
@@ -116,12 +148,20 @@ impl DriverRecord for StateFile {
     }
 
     fn set(&self, bdf: Bdf, driver: &str) -> Result<()> {
+        let _lock = self.lock()?;
         let mut map = self.load()?;
-        map.insert(bdf, Entry { driver: driver.to_string(), driver_path: driver_path_value(driver) });
+        map.insert(
+            bdf,
+            Entry {
+                driver: driver.to_string(),
+                driver_path: driver_path_value(driver),
+            },
+        );
         self.store(&map)
     }
 
     fn remove(&self, bdf: Bdf) -> Result<()> {
+        let _lock = self.lock()?;
         let mut map = self.load()?;
         if map.remove(&bdf).is_some() {
             self.store(&map)?;
@@ -154,19 +194,44 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateFile::in_dir(dir.path());
+        std::thread::scope(|scope| {
+            for f in 0..8u8 {
+                let s = s.clone();
+                scope.spawn(move || {
+                    s.set(Bdf::new(0, 3, 0, f % 8).unwrap(), &format!("drv{f}"))
+                        .unwrap()
+                });
+            }
+        });
+        assert_eq!(s.entries().unwrap().len(), 8);
+    }
+
+    #[test]
     fn corrupt_state_file_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let s = StateFile::in_dir(dir.path());
         std::fs::write(s.path(), "{not json").unwrap();
         let e = s.get("03:00.0".parse().unwrap()).unwrap_err().to_string();
-        assert!(e.contains(STATE_FILE_NAME) && e.contains("not valid JSON"), "{e}");
+        assert!(
+            e.contains(STATE_FILE_NAME) && e.contains("not valid JSON"),
+            "{e}"
+        );
     }
 
     #[test]
     fn libxl_paths() {
         let b: Bdf = "0000:03:00.0".parse().unwrap();
-        assert_eq!(xenstore_driver_path_key(b), "/libxl/pci/0000-03-00-0/driver_path");
-        assert_eq!(driver_from_path_value("/sys/bus/pci/drivers/igb\n").as_deref(), Some("igb"));
+        assert_eq!(
+            xenstore_driver_path_key(b),
+            "/libxl/pci/0000-03-00-0/driver_path"
+        );
+        assert_eq!(
+            driver_from_path_value("/sys/bus/pci/drivers/igb\n").as_deref(),
+            Some("igb")
+        );
         assert_eq!(driver_from_path_value(""), None);
     }
 }

@@ -6,9 +6,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::Bdf;
 use crate::attrs;
 use crate::error::{Error, Result};
-use crate::Bdf;
 
 /// The name pciback registers its PCI driver under
 /// (drivers/xen/xen-pciback/pci_stub.c: `#define DRV_NAME "pciback"`).
@@ -67,14 +67,23 @@ impl Sysfs {
         let root = root.into();
         #[cfg(feature = "fixture")]
         if let Some(k) = crate::fixture::kernel_for(&root) {
-            return Sysfs { root, io: Arc::new(k) };
+            return Sysfs {
+                root,
+                io: Arc::new(k),
+            };
         }
-        Sysfs { root, io: Arc::new(RealKernel) }
+        Sysfs {
+            root,
+            io: Arc::new(RealKernel),
+        }
     }
 
     /// A tree rooted at `root` with an explicit kernel side.
     pub fn with_kernel(root: impl Into<PathBuf>, io: Arc<dyn KernelIo>) -> Self {
-        Sysfs { root: root.into(), io }
+        Sysfs {
+            root: root.into(),
+            io,
+        }
     }
 
     /// The root directory.
@@ -126,7 +135,12 @@ impl Sysfs {
     /// All devices under `bus/pci/devices`, sorted.
     pub fn device_bdfs(&self) -> Result<Vec<Bdf>> {
         let dir = self.devices_dir();
-        let rd = std::fs::read_dir(&dir).map_err(|source| Error::ReadSysfs { path: dir.clone(), source })?;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            // No PCI bus at all (some VMs and containers): no devices.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::ReadSysfs { path: dir, source }),
+        };
         let mut v: Vec<Bdf> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
@@ -137,7 +151,10 @@ impl Sysfs {
 
     /// Read a text attribute.
     pub fn read(&self, path: &Path) -> Result<String> {
-        std::fs::read_to_string(path).map_err(|source| Error::ReadSysfs { path: path.to_path_buf(), source })
+        std::fs::read_to_string(path).map_err(|source| Error::ReadSysfs {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Read a text attribute, `None` if it does not exist.
@@ -145,7 +162,10 @@ impl Sysfs {
         match std::fs::read_to_string(path) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::ReadSysfs { path: path.to_path_buf(), source }),
+            Err(source) => Err(Error::ReadSysfs {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -170,22 +190,36 @@ impl Sysfs {
     /// BDFs listed in pciback's `slots` file (its new_slot list).
     pub fn pciback_slots(&self) -> Result<Vec<Bdf>> {
         let p = self.driver_dir(PCIBACK).join("slots");
-        Ok(self.read_opt(&p)?.map(|t| attrs::parse_bdf_list(&t)).unwrap_or_default())
+        Ok(self
+            .read_opt(&p)?
+            .map(|t| attrs::parse_bdf_list(&t))
+            .unwrap_or_default())
     }
 
     /// BDFs listed in pciback's `permissive` file.
     pub fn pciback_permissive(&self) -> Result<Vec<Bdf>> {
         let p = self.driver_dir(PCIBACK).join("permissive");
-        Ok(self.read_opt(&p)?.map(|t| attrs::parse_bdf_list(&t)).unwrap_or_default())
+        Ok(self
+            .read_opt(&p)?
+            .map(|t| attrs::parse_bdf_list(&t))
+            .unwrap_or_default())
     }
 
     /// Write a BDF to a driver attribute, explaining a refusal.
     pub(crate) fn write_bdf(&self, bdf: Bdf, path: &Path, kind: WriteKind<'_>) -> Result<()> {
         tracing::debug!(%bdf, path = %path.display(), "sysfs write");
-        self.io.write(path, bdf.to_string().as_bytes()).map_err(|source| {
-            let (errno, meaning) = self.explain(bdf, kind, &source);
-            Error::WriteSysfs { bdf, path: path.to_path_buf(), errno, meaning, source }
-        })
+        self.io
+            .write(path, bdf.to_string().as_bytes())
+            .map_err(|source| {
+                let (errno, meaning) = self.explain(bdf, kind, &source);
+                Error::WriteSysfs {
+                    bdf,
+                    path: path.to_path_buf(),
+                    errno,
+                    meaning,
+                    source,
+                }
+            })
     }
 
     fn explain(&self, bdf: Bdf, kind: WriteKind<'_>, e: &io::Error) -> (String, String) {
@@ -203,17 +237,28 @@ impl Sysfs {
         };
         let meaning = match (errno, kind) {
             (E::EACCES | E::EPERM, _) => "permission denied: run as root".to_string(),
-            (E::ENOENT, WriteKind::RemoveSlot) => "the device is not in pciback's slot list".to_string(),
+            (E::ENOENT, WriteKind::RemoveSlot) => {
+                "the device is not in pciback's slot list".to_string()
+            }
             (E::ENOENT, _) => "the file is missing: is the driver loaded?".to_string(),
-            (E::EBUSY, WriteKind::Bind { .. }) => format!("device still claimed by driver {}", holder()),
+            (E::EBUSY, WriteKind::Bind { .. }) => {
+                format!("device still claimed by driver {}", holder())
+            }
             (E::ENODEV, WriteKind::Bind { driver }) if driver == PCIBACK => {
-                "pciback did not claim it: the device is not in pciback's slot list (new_slot)".to_string()
+                "pciback did not claim it: the device is not in pciback's slot list (new_slot)"
+                    .to_string()
             }
             (E::ENODEV, WriteKind::Bind { driver }) => {
-                format!("driver {driver} does not handle this device (its IDs are not in the driver's table)")
+                format!(
+                    "driver {driver} does not handle this device (its IDs are not in the driver's table)"
+                )
             }
-            (E::ENODEV, WriteKind::Unbind { driver }) => format!("the device is not bound to {driver}"),
-            (E::ENODEV | E::ENXIO, WriteKind::Permissive) => "the device is not bound to pciback".to_string(),
+            (E::ENODEV, WriteKind::Unbind { driver }) => {
+                format!("the device is not bound to {driver}")
+            }
+            (E::ENODEV | E::ENXIO, WriteKind::Permissive) => {
+                "the device is not bound to pciback".to_string()
+            }
             (E::EINVAL, _) => "the kernel rejected the value as malformed".to_string(),
             (E::EEXIST, WriteKind::NewSlot) => "the slot is already listed".to_string(),
             (E::ENOMEM, _) => "the kernel is out of memory".to_string(),

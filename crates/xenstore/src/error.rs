@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: PathProblem,
     },
+    /// A watch token was refused before sending (it contains a NUL byte).
+    #[error("invalid xenstore watch token {0:?}: must not contain NUL")]
+    InvalidToken(String),
     /// A request would exceed `XENSTORE_PAYLOAD_MAX`.
     #[error("{op} request of {len} bytes exceeds the 4096-byte xenstore payload limit")]
     TooLarge {
@@ -60,10 +63,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// The server's error name, if this is a server error.
+    /// The server's error name, if this is a server error. Arguments the
+    /// client refused before sending report the name the server would have
+    /// answered: `EINVAL` for a bad path or token, `E2BIG` for a request
+    /// over the payload limit.
     pub fn errno(&self) -> Option<XsErrno> {
         match self {
             Error::Xs { errno, .. } => Some(*errno),
+            Error::InvalidPath { .. } | Error::InvalidToken(_) => Some(XsErrno::Einval),
+            Error::TooLarge { .. } => Some(XsErrno::E2big),
             _ => None,
         }
     }

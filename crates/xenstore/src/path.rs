@@ -43,7 +43,11 @@ impl std::fmt::Display for PathProblem {
         match self {
             PathProblem::Empty => f.write_str("empty path"),
             PathProblem::BadChar(c) if c.is_ascii_graphic() => {
-                write!(f, "character {:?} not allowed (use A-Z a-z 0-9 - _ @ /)", *c as char)
+                write!(
+                    f,
+                    "character {:?} not allowed (use A-Z a-z 0-9 - _ @ /)",
+                    *c as char
+                )
             }
             PathProblem::BadChar(c) => {
                 write!(f, "byte 0x{c:02x} not allowed (use A-Z a-z 0-9 - _ @ /)")
@@ -127,7 +131,10 @@ pub fn resolve(path: &str, caller: DomId, rel_max: usize) -> Result<String, Path
     }
     let n = counted_len(&abs);
     if n > rel_max {
-        return Err(PathProblem::TooLong { len: n, max: rel_max });
+        return Err(PathProblem::TooLong {
+            len: n,
+            max: rel_max,
+        });
     }
     Ok(abs)
 }
@@ -196,14 +203,20 @@ mod tests {
 
     #[test]
     fn resolve_relative_and_limits() {
-        assert_eq!(resolve("foo", DomId(5), REL_PATH_MAX).unwrap(), "/local/domain/5/foo");
+        assert_eq!(
+            resolve("foo", DomId(5), REL_PATH_MAX).unwrap(),
+            "/local/domain/5/foo"
+        );
         assert_eq!(resolve("/x", DomId(5), REL_PATH_MAX).unwrap(), "/x");
         let ok = format!("/{}", "a".repeat(2047));
         assert!(resolve(&ok, DomId(0), REL_PATH_MAX).is_ok());
         let bad = format!("/{}", "a".repeat(2048));
         assert!(matches!(
             resolve(&bad, DomId(0), REL_PATH_MAX),
-            Err(PathProblem::TooLong { len: 2049, max: 2048 })
+            Err(PathProblem::TooLong {
+                len: 2049,
+                max: 2048
+            })
         ));
         // under a domain's home only the tail counts
         let tail = "a".repeat(2048);

@@ -778,7 +778,9 @@ impl Response {
         if kind == MsgType::Error {
             let name = p.strip_suffix(b"\0").unwrap_or(p);
             let name = std::str::from_utf8(name).map_err(|_| bad("error name is not text"))?;
-            return Ok(Response::Error(XsErrno::from_name(name).unwrap_or(XsErrno::Eio)));
+            return Ok(Response::Error(
+                XsErrno::from_name(name).unwrap_or(XsErrno::Eio),
+            ));
         }
         if kind == MsgType::WatchEvent {
             let f = split_fields(p).ok_or_else(|| bad("missing NUL terminator"))?;
@@ -881,7 +883,10 @@ mod tests {
         ];
         let (p, n) = Packet::decode(raw, PAYLOAD_MAX).unwrap().unwrap();
         assert_eq!(n, raw.len());
-        assert_eq!(Request::decode(p.msg_type, &p.payload).unwrap(), Request::Read("/a".into()));
+        assert_eq!(
+            Request::decode(p.msg_type, &p.payload).unwrap(),
+            Request::Read("/a".into())
+        );
         assert_eq!(Request::Read("/a".into()).to_packet(7, 0).encode(), raw);
     }
 
@@ -900,7 +905,9 @@ mod tests {
 
     #[test]
     fn incomplete_and_oversized() {
-        let pkt = Request::Write("/x".into(), b"v".to_vec()).to_packet(1, 0).encode();
+        let pkt = Request::Write("/x".into(), b"v".to_vec())
+            .to_packet(1, 0)
+            .encode();
         for cut in 0..pkt.len() {
             assert_eq!(Packet::decode(&pkt[..cut], PAYLOAD_MAX).unwrap(), None);
         }
@@ -949,8 +956,11 @@ mod tests {
             Request::Rm("/m".into()),
             Request::SetPerms(
                 "/p".into(),
-                PermList::new(vec![Perm::new(Access::None, DomId(0)), Perm::new(Access::Read, DomId(5))])
-                    .unwrap(),
+                PermList::new(vec![
+                    Perm::new(Access::None, DomId(0)),
+                    Perm::new(Access::Read, DomId(5)),
+                ])
+                .unwrap(),
             ),
             Request::IsDomainIntroduced(DomId(3)),
             Request::Resume(DomId(3)),
@@ -973,7 +983,10 @@ mod tests {
             (MsgType::Read, Response::Error(XsErrno::Eacces)),
             (MsgType::Read, Response::Data(vec![1, 0, 2])),
             (MsgType::Directory, Response::Children(vec![])),
-            (MsgType::Directory, Response::Children(vec!["a".into(), "b".into()])),
+            (
+                MsgType::Directory,
+                Response::Children(vec!["a".into(), "b".into()]),
+            ),
             (
                 MsgType::DirectoryPart,
                 Response::DirectoryPart {
@@ -1000,7 +1013,10 @@ mod tests {
             ),
             (MsgType::GetPerms, Response::Perms("n0 r5".parse().unwrap())),
             (MsgType::TransactionStart, Response::TxId(42)),
-            (MsgType::GetDomainPath, Response::DomainPath("/local/domain/3".into())),
+            (
+                MsgType::GetDomainPath,
+                Response::DomainPath("/local/domain/3".into()),
+            ),
             (MsgType::IsDomainIntroduced, Response::Bool(true)),
             (
                 MsgType::Write,
@@ -1012,17 +1028,39 @@ mod tests {
         ];
         for (kind, r) in cases {
             let p = r.to_packet(kind, 9, 0);
-            assert_eq!(Response::decode(p.msg_type, kind, &p.payload).unwrap(), r, "{r:?}");
+            assert_eq!(
+                Response::decode(p.msg_type, kind, &p.payload).unwrap(),
+                r,
+                "{r:?}"
+            );
         }
     }
 
     #[test]
     fn malformed_requests_are_einval_or_enosys() {
-        assert_eq!(Request::decode(2, b"/a").unwrap_err().errno(), XsErrno::Einval);
-        assert_eq!(Request::decode(7, b"X\0").unwrap_err().errno(), XsErrno::Einval);
-        assert_eq!(Request::decode(15, b"").unwrap_err().errno(), XsErrno::Enosys);
-        assert_eq!(Request::decode(999, b"").unwrap_err().errno(), XsErrno::Enosys);
-        assert_eq!(Request::decode(14, b"/a\0x1\0").unwrap_err().errno(), XsErrno::Einval);
-        assert_eq!(Request::decode(4, b"/a\0t\0extra\0").unwrap_err().errno(), XsErrno::Einval);
+        assert_eq!(
+            Request::decode(2, b"/a").unwrap_err().errno(),
+            XsErrno::Einval
+        );
+        assert_eq!(
+            Request::decode(7, b"X\0").unwrap_err().errno(),
+            XsErrno::Einval
+        );
+        assert_eq!(
+            Request::decode(15, b"").unwrap_err().errno(),
+            XsErrno::Enosys
+        );
+        assert_eq!(
+            Request::decode(999, b"").unwrap_err().errno(),
+            XsErrno::Enosys
+        );
+        assert_eq!(
+            Request::decode(14, b"/a\0x1\0").unwrap_err().errno(),
+            XsErrno::Einval
+        );
+        assert_eq!(
+            Request::decode(4, b"/a\0t\0extra\0").unwrap_err().errno(),
+            XsErrno::Einval
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod lab;
 pub mod pci;
+mod pci_record;
 pub mod vif;
 
 /// An error in what the user gave us (arguments, a config file): exit code 2.

@@ -103,7 +103,10 @@ pub(crate) fn decode_reply(
             kind.name()
         ))),
         Ok(r) => Ok(r),
-        Err(e) => Err(Error::Protocol(format!("reply to {} {what}: {e}", kind.name()))),
+        Err(e) => Err(Error::Protocol(format!(
+            "reply to {} {what}: {e}",
+            kind.name()
+        ))),
     }
 }
 
@@ -289,9 +292,18 @@ mod tests {
             children: c.iter().map(|s| s.to_string()).collect(),
             complete,
         };
-        assert!(matches!(d.feed(chunk(1, &["ab", "c"], false)).unwrap(), DirStep::More(5)));
-        assert!(matches!(d.feed(chunk(2, &["x"], false)).unwrap(), DirStep::More(0)));
-        assert!(matches!(d.feed(chunk(2, &["ab"], false)).unwrap(), DirStep::More(3)));
+        assert!(matches!(
+            d.feed(chunk(1, &["ab", "c"], false)).unwrap(),
+            DirStep::More(5)
+        ));
+        assert!(matches!(
+            d.feed(chunk(2, &["x"], false)).unwrap(),
+            DirStep::More(0)
+        ));
+        assert!(matches!(
+            d.feed(chunk(2, &["ab"], false)).unwrap(),
+            DirStep::More(3)
+        ));
         match d.feed(chunk(2, &["z"], true)).unwrap() {
             DirStep::Done(v) => assert_eq!(v, ["ab", "z"]),
             DirStep::More(_) => panic!("expected the end"),
@@ -303,7 +315,10 @@ mod tests {
     fn backoff_is_bounded() {
         for a in 0..200 {
             let d = backoff(a);
-            assert!(d >= Duration::from_micros(500) && d < Duration::from_millis(97), "{d:?}");
+            assert!(
+                d >= Duration::from_micros(500) && d < Duration::from_millis(97),
+                "{d:?}"
+            );
         }
     }
 }

@@ -1,0 +1,97 @@
+//! `drvdom pci assign/release` record the original driver where xl does,
+//! in xenstore `/libxl/pci/<dddd-bb-dd-f>/driver_path`, when a xenstore
+//! server is reachable: here our own drvdom-xenstored on a private socket,
+//! with the sysfs fixture standing in for the PCI hardware.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pci::Bdf;
+use pci::fixture::{Fixture, FixtureDevice};
+
+struct Xenstored {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Xenstored {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_xenstored() -> Xenstored {
+    let bin = Path::new(env!("CARGO_BIN_EXE_drvdom")).with_file_name("drvdom-xenstored");
+    assert!(
+        bin.exists(),
+        "{} missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("socket");
+    let child = Command::new(&bin)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    testutil::wait_until("drvdom-xenstored listens", Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    Xenstored {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+fn drvdom(xs: &Xenstored, f: &Fixture, state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_drvdom"))
+        .args(args)
+        .arg("--sysfs-root")
+        .arg(f.root())
+        .arg("--state-dir")
+        .arg(state)
+        .env("XENSTORED_PATH", &xs.socket)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn assign_records_driver_in_xenstore_and_release_uses_it() {
+    let xs = start_xenstored();
+    let f = Fixture::new().unwrap();
+    f.add_pciback().unwrap();
+    f.add_iommu().unwrap();
+    let bdf: Bdf = "0000:03:00.0".parse().unwrap();
+    f.add_device(
+        &FixtureDevice::new(bdf, 0x8086, 0x10c9, 0x020000)
+            .driver("igb")
+            .iommu_group(3)
+            .reset_method("flr")
+            .flr(true),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+
+    let o = drvdom(&xs, &f, state.path(), &["pci", "assign", "03:00.0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("xenstore /libxl/pci"),
+        "{o:?}"
+    );
+    let client = xenstore::Client::connect(&xs.socket).unwrap();
+    let key = "/libxl/pci/0000-03-00-0/driver_path";
+    assert_eq!(client.read_string(key).unwrap(), "/sys/bus/pci/drivers/igb");
+    assert_eq!(f.driver_of(bdf).as_deref(), Some("pciback"));
+
+    // Lose the local state file: xenstore alone must be enough to release.
+    std::fs::remove_file(state.path().join(pci::STATE_FILE_NAME)).unwrap();
+    let o = drvdom(&xs, &f, state.path(), &["pci", "release", "03:00.0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(f.driver_of(bdf).as_deref(), Some("igb"));
+    assert!(!client.exists("/libxl/pci/0000-03-00-0").unwrap());
+}
