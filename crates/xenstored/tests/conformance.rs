@@ -11,7 +11,7 @@ use std::process::Command;
 use common::Daemon;
 
 fn peers() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../peers/xenstored"))
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Starting xenstore servers for the client suite: Debian's Xen 4.17
 //! `cxenstored` and `oxenstored` (under the LD_PRELOAD shim from
-//! `tests/peers/xsshim.c`) and our own `drvdom-xenstored`. Each server runs
+//! `peers/xenstored/xsshim.c` at the repository root) and our own `drvdom-xenstored`. Each server runs
 //! in the foreground on a socket in a fresh `TempDir` and is killed on drop.
 
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ impl Drop for Server {
 fn shim() -> PathBuf {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xsshim.c");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/xenstored/xsshim.c");
         let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let out = out_dir.join("xsshim.so");
         let tmp = out_dir.join(format!("xsshim.so.{}", std::process::id()));
