@@ -95,3 +95,31 @@ fn assign_records_driver_in_xenstore_and_release_uses_it() {
     assert_eq!(f.driver_of(bdf).as_deref(), Some("igb"));
     assert!(!client.exists("/libxl/pci/0000-03-00-0").unwrap());
 }
+
+#[test]
+fn doctor_checks_xenstore_quota_for_vifs() {
+    let xs = start_xenstored();
+    let doctor = |vifs: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_drvdom"))
+            .args(["doctor", "--only", "xenstore", "--json", "--vifs", vifs])
+            .env("XENSTORED_PATH", &xs.socket)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let quota = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "xenstore-quota")
+            .cloned()
+            .unwrap();
+        (o.status.code(), quota)
+    };
+    // The default node quota (1000, as cxenstored) is not enough for 64 vifs.
+    let (code, q) = doctor("64");
+    assert_eq!(code, Some(0));
+    assert_eq!(q["status"], "WARN", "{q}");
+    assert!(q["fix"].as_str().unwrap().contains("--quota-nodes"), "{q}");
+    let (_, q) = doctor("10");
+    assert_eq!(q["status"], "PASS", "{q}");
+}

@@ -1,6 +1,8 @@
 //! `drvdom doctor`: is this host ready for driver domains? Each check says
 //! PASS, WARN, FAIL or SKIP, what it found and, unless it passed, one
-//! sentence saying how to fix it. Check groups: `pci` (more to come).
+//! sentence saying how to fix it. Check groups: `pci` (IOMMU, pciback,
+//! reset, IOMMU groups) and `xenstore` (server reachable, quotas large
+//! enough for a driver domain's vifs).
 
 use std::process::ExitCode;
 
@@ -21,6 +23,13 @@ pub struct DoctorArgs {
     pub sysfs: SysfsOpts,
     #[command(flatten)]
     pub modules: ModulesOpts,
+    /// Run only these check groups (repeatable): pci, xenstore.
+    #[arg(long = "only", value_name = "GROUP", value_parser = ["pci", "xenstore"])]
+    pub only: Vec<String>,
+    /// How many vifs one driver domain should be able to serve (for the
+    /// xenstore quota check).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub vifs: u32,
 }
 
 /// Outcome of one check.
@@ -88,11 +97,100 @@ fn pci_checks(args: &DoctorArgs) -> anyhow::Result<Vec<Check>> {
         .collect())
 }
 
+/// Nodes a driver domain owns per vif: the backend directory and the
+/// toolstack's keys (frontend, frontend-id, online, state, script, mac, mtu,
+/// bridge, handle, type, hotplug-status: libxl_nic.c
+/// `libxl__set_xenstore_nic`), netback's feature keys (netif.h, about ten),
+/// and the agent's hotplug keys. Rounded up.
+const NODES_PER_VIF: u32 = 24;
+
+/// The xenstore checks: is a server reachable, and do its per-domain node
+/// quota let one driver domain serve `vifs` vifs?
+fn xenstore_checks(vifs: u32) -> Vec<Check> {
+    let check = |name: &str, status, detail: String, fix: Option<&str>| Check {
+        group: "xenstore",
+        name: name.to_string(),
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+    };
+    let where_ = std::env::var("XENSTORED_PATH")
+        .unwrap_or_else(|_| xenstore::client::DEFAULT_SOCKET.to_string());
+    let client = match xenstore::Client::connect_default() {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![check(
+                "xenstore",
+                Status::Skip,
+                format!("no xenstore server reachable ({e})"),
+                Some(
+                    "On a Xen host start xenstored in dom0 (systemctl start xenstored); elsewhere set XENSTORED_PATH.",
+                ),
+            )];
+        }
+    };
+    let mut out = vec![check(
+        "xenstore",
+        Status::Pass,
+        format!("server reachable ({where_})"),
+        None,
+    )];
+    let quota = client
+        .control(&["quota"])
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let nodes = quota.as_ref().ok().and_then(|q| {
+        q.lines()
+            .find(|l| l.trim_start().starts_with("nodes"))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    out.push(match nodes {
+        Some(n) if n / NODES_PER_VIF >= vifs => check(
+            "xenstore-quota",
+            Status::Pass,
+            format!(
+                "{n} nodes per domain: room for about {} vifs per driver domain ({NODES_PER_VIF} nodes each)",
+                n / NODES_PER_VIF
+            ),
+            None,
+        ),
+        Some(n) => check(
+            "xenstore-quota",
+            Status::Warn,
+            format!(
+                "{n} nodes per domain: room for only about {} vifs per driver domain ({NODES_PER_VIF} nodes each), {vifs} wanted",
+                n / NODES_PER_VIF
+            ),
+            Some(&format!(
+                "Raise the node quota to at least {}: xenstored -E {0} (oxenstored: quota-maxentity), or drvdom-xenstored --quota-nodes {0}.",
+                vifs.saturating_mul(NODES_PER_VIF)
+            )),
+        ),
+        None => check(
+            "xenstore-quota",
+            Status::Skip,
+            match quota {
+                Ok(_) => "the server did not report its node quota".to_string(),
+                Err(e) => format!("CONTROL quota failed: {e}"),
+            },
+            Some("Check the node quota by hand (xenstore-control quota) against the vifs you plan."),
+        ),
+    });
+    out
+}
+
 /// Run `drvdom doctor`: exit 0 if nothing failed, 1 otherwise.
 #[allow(clippy::print_stdout)] // the command's output
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let wants = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
     let mut checks = Vec::new();
-    checks.extend(pci_checks(&args)?);
+    if wants("pci") {
+        checks.extend(pci_checks(&args)?);
+    }
+    if wants("xenstore") {
+        checks.extend(xenstore_checks(args.vifs));
+    }
 
     let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
     let failed = count(Status::Fail) > 0;
