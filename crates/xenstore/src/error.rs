@@ -43,7 +43,7 @@ pub enum Error {
     #[error("xenstore connection closed")]
     Closed,
     /// Connecting or talking to the socket failed.
-    #[error("xenstore {context}: {source}")]
+    #[error("xenstore {context}")]
     Io {
         /// What we were doing, with the path.
         context: String,
