@@ -3,6 +3,8 @@
 //! server is reachable: here our own drvdom-xenstored on a private socket,
 //! with the sysfs fixture standing in for the PCI hardware.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

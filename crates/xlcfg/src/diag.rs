@@ -90,7 +90,12 @@ impl Diagnostic {
     }
 
     /// A diagnostic with no useful position (line 0).
-    pub fn unplaced(severity: Severity, kind: Kind, message: impl Into<String>, file: &str) -> Self {
+    pub fn unplaced(
+        severity: Severity,
+        kind: Kind,
+        message: impl Into<String>,
+        file: &str,
+    ) -> Self {
         Self {
             severity,
             kind,
@@ -146,10 +151,12 @@ impl Diagnostic {
         let pad = " ".repeat(num.len());
         let col0 = self.column.saturating_sub(1);
         let end_in_line = self.span.end.min(line_end).max(self.span.start);
-        let width = String::from_utf8_lossy(&src[self.span.start.min(src.len())..end_in_line.min(src.len())])
-            .chars()
-            .count()
-            .max(1);
+        let width = String::from_utf8_lossy(
+            &src[self.span.start.min(src.len())..end_in_line.min(src.len())],
+        )
+        .chars()
+        .count()
+        .max(1);
         let _ = writeln!(out, "{pad} |");
         let _ = writeln!(out, "{num} | {}", shown.trim_end());
         let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col0), "^".repeat(width));
@@ -157,19 +164,101 @@ impl Diagnostic {
     }
 }
 
+/// Finds line and column of many offsets in one source without rescanning
+/// it each time (a file can have one diagnostic per line, or per list item).
+pub(crate) struct Locator<'a> {
+    src: &'a [u8],
+    /// Byte offset where each line starts.
+    starts: Vec<usize>,
+    /// Last answer (pos, line, column), to count on from it on the same line.
+    last: std::cell::Cell<(usize, usize, usize)>,
+}
+
+impl<'a> Locator<'a> {
+    pub(crate) fn new(src: &'a [u8]) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            src.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self {
+            src,
+            starts,
+            last: std::cell::Cell::new((0, 1, 1)),
+        }
+    }
+
+    /// 1-based line and character column of `pos`.
+    pub(crate) fn locate(&self, pos: usize) -> (usize, usize) {
+        let pos = pos.min(self.src.len());
+        let line0 = self.starts.partition_point(|&s| s <= pos) - 1;
+        let start = self.starts[line0];
+        let (lpos, lline, lcol) = self.last.get();
+        let (from, col0) = if lline == line0 + 1 && lpos <= pos && lpos >= start {
+            (lpos, lcol)
+        } else {
+            (start, 1)
+        };
+        let col = col0 + count_chars(&self.src[from..pos]);
+        self.last.set((pos, line0 + 1, col));
+        (line0 + 1, col)
+    }
+
+    /// A diagnostic at `span`.
+    pub(crate) fn diag(
+        &self,
+        severity: Severity,
+        kind: Kind,
+        message: impl Into<String>,
+        file: &str,
+        span: Range<usize>,
+    ) -> Diagnostic {
+        let start = span.start.min(self.src.len());
+        let (line, column) = self.locate(start);
+        Diagnostic {
+            severity,
+            kind,
+            message: message.into(),
+            file: file.to_owned(),
+            line,
+            column,
+            span: start..span.end.clamp(start, self.src.len()),
+            near: None,
+        }
+    }
+}
+
+/// Characters in a byte slice read as (lossy) UTF-8: every byte that does
+/// not continue a multi-byte sequence starts one.
+fn count_chars(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| (c & 0xc0) != 0x80).count()
+}
+
 /// 1-based line and character column of byte offset `pos`.
 pub(crate) fn line_col(source: &[u8], pos: usize) -> (usize, usize) {
     let pos = pos.min(source.len());
     let before = &source[..pos];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let column = String::from_utf8_lossy(&source[line_start..pos]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&source[line_start..pos])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
 /// Render every diagnostic of one source, errors and warnings in order.
 pub fn render_all(diags: &[Diagnostic], source: Option<&[u8]>) -> String {
-    diags.iter().map(|d| d.render(source)).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| d.render(source))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -179,12 +268,30 @@ mod tests {
     #[test]
     fn caret_points_at_offending_word() {
         let src = b"a = 1\nb = $x\n";
-        let d = Diagnostic::at(Severity::Error, Kind::Lexical, "lexical error", "f.cfg", src, 10..12);
+        let d = Diagnostic::at(
+            Severity::Error,
+            Kind::Lexical,
+            "lexical error",
+            "f.cfg",
+            src,
+            10..12,
+        );
         assert_eq!((d.line, d.column), (2, 5));
         let r = d.render(Some(src));
         assert!(r.contains("--> f.cfg:2:5"), "{r}");
         assert!(r.contains("2 | b = $x\n"), "{r}");
         assert!(r.ends_with("  |     ^^\n"), "{r}");
+    }
+
+    #[test]
+    fn locator_agrees_with_line_col() {
+        let src = "a = 1\nb = \"é\" $x\n\nc\n".as_bytes();
+        let loc = Locator::new(src);
+        for pos in (0..=src.len()).rev().chain(0..=src.len()) {
+            if std::str::from_utf8(&src[..pos]).is_ok() {
+                assert_eq!(loc.locate(pos), line_col(src, pos), "pos {pos}");
+            }
+        }
     }
 
     #[test]

@@ -100,9 +100,10 @@ fn pci_checks(args: &DoctorArgs) -> anyhow::Result<Vec<Check>> {
 /// Nodes a driver domain owns per vif: the backend directory and the
 /// toolstack's keys (frontend, frontend-id, online, state, script, mac, mtu,
 /// bridge, handle, type, hotplug-status: libxl_nic.c
-/// `libxl__set_xenstore_nic`), netback's feature keys (netif.h, about ten),
-/// and the agent's hotplug keys. Rounded up.
-const NODES_PER_VIF: u32 = 24;
+/// `libxl__set_xenstore_nic`), netback's feature and queue keys (netif.h),
+/// the hotplug keys, and the parent directories. Measured at about 30 in
+/// the simulator; rounded up.
+const NODES_PER_VIF: u32 = 32;
 
 /// The xenstore checks: is a server reachable, and do its per-domain node
 /// quota let one driver domain serve `vifs` vifs?

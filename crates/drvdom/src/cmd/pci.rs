@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use pci::bootparams::{self, PcibackKind};
-use pci::{AssignOptions, Bdf, DriverRecord, InfoSources, NetSnapshot, PciDevice, Pciback, StateFile, Sysfs};
+use pci::{
+    AssignOptions, Bdf, DriverRecord, InfoSources, NetSnapshot, PciDevice, Pciback, StateFile,
+    Sysfs,
+};
 
 use super::usage_error;
 

@@ -1,0 +1,176 @@
+//! `lab down` and `lab status`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use xenstore::DomId;
+
+use super::state::{self, DomainRec, LabState, ProcRec};
+use super::steps::links_of;
+use super::{Lab, procs};
+use crate::error::{Error, Result};
+use crate::link::LinkView;
+use crate::netns;
+
+/// What [`down`] removed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DownReport {
+    /// Processes stopped.
+    pub processes: Vec<i32>,
+    /// Namespaces deleted.
+    pub namespaces: Vec<String>,
+    /// Whether the lab directory existed and was removed.
+    pub dir_removed: bool,
+}
+
+/// Remove everything lab `name` made: its recorded processes (checked by
+/// their `DRVDOM_LAB` mark), every process inside a namespace with the
+/// lab's prefix, those namespaces (and so every link in them) and its
+/// directory. Idempotent.
+pub async fn down(run_root: &Path, name: &str) -> Result<DownReport> {
+    state::check_name(name)?;
+    let dir = state::lab_dir(run_root, name);
+    let mut rep = DownReport::default();
+    let mut pids: Vec<i32> = Vec::new();
+    // A damaged state file must not stop the cleanup.
+    if let Ok(Some(st)) = LabState::load(&dir) {
+        pids.extend(
+            st.procs
+                .iter()
+                .map(|p| p.pid)
+                .filter(|p| procs::belongs_to(*p, name)),
+        );
+    }
+    let namespaces = netns::list_with_prefix(&netns::lab_prefix(name))?;
+    for ns in &namespaces {
+        pids.extend(netns::pids(ns).await.unwrap_or_default());
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    let me = i32::try_from(std::process::id()).unwrap_or(-1);
+    pids.retain(|p| *p != me);
+    // All at once: each gets SIGTERM, then SIGKILL after a grace period.
+    let stops: Vec<_> = pids
+        .iter()
+        .map(|&pid| {
+            tokio::task::spawn_blocking(move || (pid, procs::stop(pid, Duration::from_secs(3))))
+        })
+        .collect();
+    for s in stops {
+        if let Ok((pid, true)) = s.await {
+            rep.processes.push(pid);
+        }
+    }
+    for ns in namespaces {
+        netns::delete(&ns).await?;
+        rep.namespaces.push(ns);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|source| Error::File {
+            what: "remove",
+            path: dir.clone(),
+            source,
+        })?;
+        rep.dir_removed = true;
+    }
+    Ok(rep)
+}
+
+/// One vif in [`status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct VifStatus {
+    /// Device id.
+    pub devid: u32,
+    /// Backend domain id.
+    pub backend: Option<u16>,
+    /// Frontend state name.
+    pub frontend_state: Option<String>,
+    /// Backend state name.
+    pub backend_state: Option<String>,
+    /// `hotplug-status`.
+    pub hotplug_status: Option<String>,
+    /// MAC.
+    pub mac: Option<String>,
+    /// Bridge.
+    pub bridge: Option<String>,
+}
+
+/// One domain in [`status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainStatus {
+    /// The record.
+    #[serde(flatten)]
+    pub domain: DomainRec,
+    /// Introduced to xenstored?
+    pub introduced: bool,
+    /// Its vifs (as frontend).
+    pub vifs: Vec<VifStatus>,
+    /// Its links (name, master, up).
+    pub links: Vec<LinkView>,
+}
+
+/// Everything `lab status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Lab name.
+    pub name: String,
+    /// Processes and whether they are alive.
+    pub processes: Vec<(ProcRec, bool)>,
+    /// Domains.
+    pub domains: Vec<DomainStatus>,
+}
+
+/// Read the lab's domains, devices and states.
+pub async fn status(lab: &Lab) -> Result<Status> {
+    let mut domains = Vec::new();
+    for d in &lab.state.domains {
+        let introduced = d.domid == 0
+            || lab
+                .dom0
+                .is_introduced(DomId(d.domid))
+                .await
+                .unwrap_or(false);
+        let vifs = xenbus::list_vifs(&lab.dom0, DomId(d.domid))
+            .await
+            .map_err(Error::xb(format!("list vifs of {}", d.name)))?
+            .into_iter()
+            .map(|v| VifStatus {
+                devid: v.devid.0,
+                backend: v.backend.as_ref().map(|b| b.be.0),
+                frontend_state: v.frontend_state.map(|s| s.name().to_string()),
+                backend_state: v.backend_state.map(|s| s.name().to_string()),
+                hotplug_status: v.hotplug_status.clone(),
+                mac: v.mac.map(|m| m.to_string()),
+                bridge: v.bridge.clone(),
+            })
+            .collect();
+        let links = links_of(&d.netns)
+            .await
+            .into_iter()
+            .filter(|l| l.name != "lo")
+            .collect();
+        domains.push(DomainStatus {
+            domain: d.clone(),
+            introduced,
+            vifs,
+            links,
+        });
+    }
+    let processes = lab
+        .state
+        .procs
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                procs::alive(p.pid) && procs::belongs_to(p.pid, &lab.state.name),
+            )
+        })
+        .collect();
+    Ok(Status {
+        name: lab.state.name.clone(),
+        processes,
+        domains,
+    })
+}

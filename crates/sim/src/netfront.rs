@@ -1,0 +1,243 @@
+//! The simulated netfront: the guest half of the vif handshake.
+//!
+//! Runs as the guest (its xenstore connection is the guest's socket) and
+//! follows Linux `drivers/net/xen-netfront.c` `netback_changed`: when the
+//! backend reaches InitWait and the frontend is still Initialising, write
+//! the ring references and event channel (dummies here: there is no shared
+//! memory) and the requested features, then go Connected
+//! (`xennet_connect` + `xenbus_switch_state`). When the backend closes, go
+//! Closing then Closed (`xenbus_frontend_closed`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::FutureExt;
+use futures::stream::SelectAll;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+use xenbus::{BackendPath, XenbusState};
+use xenstore::{AsyncClient, DomId};
+
+use crate::error::{Error, Result, chain};
+
+/// Transactions in flight at once (the guest's transaction quota is small).
+const TX_PARALLEL: usize = 4;
+
+/// Run the netfront for domain `domid` until the connection closes.
+///
+/// Watches: one on its own `device/vif`, and one per backend domain on
+/// `/local/domain/<be>/backend/vif/<domid>` (events arrive for the backend
+/// nodes this guest may read). Each device is a task kicked by the events
+/// that concern it.
+pub async fn run(client: AsyncClient, domid: DomId) -> Result<()> {
+    let base = format!("{}/device/vif", domid.path());
+    let mut watch = client
+        .watch(&base, "sim-netfront")
+        .await
+        .map_err(Error::xs(format!("watch {base}")))?;
+    info!(domid = domid.0, "netfront running");
+    let tx_slots = Arc::new(Semaphore::new(TX_PARALLEL));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u32>();
+    let mut devices: HashMap<u32, mpsc::UnboundedSender<()>> = HashMap::new();
+    let mut be_watches = SelectAll::new();
+    let mut watched: HashSet<DomId> = HashSet::new();
+    loop {
+        let devids: Vec<u32> = tokio::select! {
+            ev = watch.next() => match ev {
+                None => return Err(Error::xs("netfront watch")(xenstore::Error::Closed)),
+                Some(Err(e)) => return Err(Error::xs("netfront watch")(e)),
+                Some(Ok(ev)) => match ev
+                    .path
+                    .strip_prefix(&base)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .and_then(|r| r.split('/').next())
+                    .and_then(|d| d.parse::<u32>().ok())
+                {
+                    Some(d) => vec![d],
+                    None => match client.directory(&base).await {
+                        Ok(v) => v.iter().filter_map(|d| d.parse().ok()).collect(),
+                        Err(e) if e.is_not_found() => Vec::new(),
+                        Err(e) => return Err(Error::xs(format!("list {base}"))(e)),
+                    },
+                },
+            },
+            Some(ev) = be_watches.next(), if !be_watches.is_empty() => match ev {
+                Ok(ev) => {
+                    let ev: xenstore::WatchEvent = ev;
+                    match BackendPath::parse(&ev.path) {
+                        Some((bp, _)) if bp.fe == domid => vec![bp.devid.0],
+                        _ => devices.keys().copied().collect(),
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "backend watch");
+                    Vec::new()
+                }
+            },
+            Some(d) = done_rx.recv() => {
+                devices.remove(&d);
+                vec![d]
+            }
+        };
+        for devid in devids {
+            if let Some(kick) = devices.get(&devid) {
+                if kick.send(()).is_ok() {
+                    continue;
+                }
+                devices.remove(&devid);
+            }
+            let dir = format!("{base}/{devid}");
+            if !client.exists(&dir).await.unwrap_or(false) {
+                continue;
+            }
+            // The backend domain, from our own `backend` key.
+            let be = client
+                .read_opt(&format!("{dir}/backend"))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|b| BackendPath::parse(&b).map(|(bp, _)| bp.be));
+            if let Some(be) = be
+                && watched.insert(be)
+            {
+                let path = format!("{}/backend/vif/{}", be.path(), domid.0);
+                match client
+                    .watch(&path, &format!("sim-netfront-be{}", be.0))
+                    .await
+                {
+                    Ok(w) => be_watches.push(w),
+                    Err(e) => {
+                        warn!(be = be.0, error = %e, "cannot watch backends");
+                        watched.remove(&be);
+                    }
+                }
+            }
+            let dev = Front {
+                client: client.clone(),
+                tx_slots: tx_slots.clone(),
+                devid,
+                dir,
+            };
+            let (kick_tx, kick_rx) = mpsc::unbounded_channel();
+            devices.insert(devid, kick_tx);
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                dev.run(kick_rx).await;
+                let _ = done.send(devid);
+            });
+        }
+    }
+}
+
+/// One frontend device.
+struct Front {
+    client: AsyncClient,
+    tx_slots: Arc<Semaphore>,
+    devid: u32,
+    dir: String,
+}
+
+impl Front {
+    async fn run(self, mut kicks: mpsc::UnboundedReceiver<()>) {
+        loop {
+            let be_dir = match self.client.read_opt(&format!("{}/backend", self.dir)).await {
+                Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Ok(None) => None,
+                Err(e) => {
+                    debug!(error = %e, "read backend path");
+                    None
+                }
+            };
+            match self.reconcile(be_dir.as_deref()).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => warn!(devid = self.devid, error = %chain(&e), "netfront step failed"),
+            }
+            if kicks.recv().await.is_none() {
+                break;
+            }
+            while kicks.try_recv().is_ok() {}
+        }
+        debug!(devid = self.devid, "netfront device gone");
+    }
+
+    async fn set_state(&self, st: XenbusState) -> Result<()> {
+        crate::xs::switch_state(&self.client, &self.tx_slots, &self.dir, st).await
+    }
+
+    /// One pass; `false` once the frontend directory is gone.
+    async fn reconcile(&self, be_dir: Option<&str>) -> Result<bool> {
+        let p = format!("{}/state", self.dir);
+        let Some(raw) = self
+            .client
+            .read_opt(&p)
+            .await
+            .map_err(Error::xs(format!("read {p}")))?
+        else {
+            return Ok(false);
+        };
+        let Some(be_dir) = be_dir else {
+            return Ok(true);
+        };
+        let fe = XenbusState::parse_bytes(&raw).ok();
+        let be = self
+            .client
+            .read_opt(&format!("{be_dir}/state"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| XenbusState::parse_bytes(&r).ok());
+        use XenbusState as S;
+        match (fe, be) {
+            (Some(S::Initialising), Some(S::InitWait)) => self.connect().await?,
+            (Some(f), Some(S::Closing)) if f != S::Closed => {
+                if f != S::Closing {
+                    self.set_state(S::Closing).await?;
+                }
+                self.set_state(S::Closed).await?;
+            }
+            (Some(f), Some(S::Closed)) if f != S::Closed => self.set_state(S::Closed).await?,
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// `talk_to_netback` + `xennet_connect`: one transaction with the ring
+    /// references, event channel, requests and `state` = Connected.
+    async fn connect(&self) -> Result<()> {
+        let dir = self.dir.clone();
+        // Dummy grant references and event channel, distinct per device.
+        let base = 8 + self.devid.saturating_mul(4);
+        let _slot = self.tx_slots.acquire().await;
+        let keys: Vec<(String, String)> = vec![
+            ("tx-ring-ref".into(), base.to_string()),
+            ("rx-ring-ref".into(), (base + 1).to_string()),
+            ("event-channel".into(), (base + 2).to_string()),
+            ("request-rx-copy".into(), "1".into()),
+            ("feature-rx-notify".into(), "1".into()),
+            ("feature-sg".into(), "1".into()),
+            ("feature-gso-tcpv4".into(), "1".into()),
+            ("feature-gso-tcpv6".into(), "1".into()),
+            ("feature-ipv6-csum-offload".into(), "1".into()),
+            ("state".into(), XenbusState::Connected.to_wire()),
+        ];
+        self.client
+            .transaction(|tx| {
+                let dir = dir.clone();
+                let keys = keys.clone();
+                async move {
+                    for (k, v) in &keys {
+                        tx.write(&format!("{dir}/{k}"), v).await?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+            .map_err(Error::xs(format!("connect {}", self.dir)))?;
+        info!(devid = self.devid, "netfront connected");
+        Ok(())
+    }
+}
