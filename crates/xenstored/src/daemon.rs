@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use xenstore::DomId;
 
 use crate::error::{Error, Result};
+use crate::hash::FastState;
 use crate::quota::Quotas;
 use crate::server::{ConnId, Effect, Server};
 
@@ -54,10 +55,35 @@ impl Config {
     }
 }
 
+/// What the daemon keeps for each open connection.
+struct ConnIo {
+    /// The socket, shared with its task: whoever holds the state lock may
+    /// write the connection's queued output (watch events go out from the
+    /// task of the request that caused them, without a task switch).
+    stream: Arc<UnixStream>,
+    /// Wakes the connection's task when output is left that could not be
+    /// written at once (or when it must close).
+    notify: Arc<Notify>,
+}
+
 struct State {
     server: Server,
-    wakers: HashMap<ConnId, Arc<Notify>>,
+    io: HashMap<ConnId, ConnIo, FastState>,
     listeners: HashMap<u16, (PathBuf, JoinHandle<()>)>,
+    /// One read buffer for all connections (reads happen under the lock);
+    /// a connection only keeps a buffer of its own for a partial request.
+    scratch: Vec<u8>,
+}
+
+impl State {
+    fn new(quotas: Quotas) -> State {
+        State {
+            server: Server::new(quotas),
+            io: HashMap::default(),
+            listeners: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
 }
 
 struct Shared {
@@ -102,11 +128,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     let listener = bind(&config.socket)?;
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            server: Server::new(config.quotas.clone()),
-            wakers: HashMap::new(),
-            listeners: HashMap::new(),
-        }),
+        state: Mutex::new(State::new(config.quotas.clone())),
         domain_dir: config.domain_socket_dir.clone(),
     });
     info!(socket = %config.socket.display(), "xenstored listening");
@@ -193,13 +215,87 @@ fn apply_effects(shared: &Arc<Shared>, st: &mut State, effects: Vec<Effect>) {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Output buffers up to this size are kept between writes (an idle
+/// connection's reply buffer is small); bigger ones are freed.
+const KEEP_OUTPUT: usize = 4096;
+
+/// Read what the socket holds into `buf`. `Ok(None)`: nothing to read
+/// (spurious readiness); `Ok(Some(0))`: end of stream. A read that does
+/// not fill the buffer drained the socket, so its readiness is cleared
+/// at once: the next wait goes straight to the reactor instead of
+/// costing another `recvfrom` that would fail with `EAGAIN` (the epoll
+/// registration is edge-triggered, so data arriving later is not missed).
+fn read_some(stream: &UnixStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    let spare = buf.capacity() - buf.len();
+    let mut got = 0;
+    let r = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read_buf(buf)?;
+        if got > 0 && got < spare {
+            Err(ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match r {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok((got > 0).then_some(got)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write as much of `cid`'s queued output as the socket takes without
+/// blocking. `Ok(true)`: all of it went out.
+fn flush(server: &mut Server, stream: &UnixStream, cid: ConnId) -> std::io::Result<bool> {
+    let Some(out) = server.output_mut(cid) else {
+        return Ok(true);
+    };
+    let mut done = 0;
+    let res = loop {
+        if done == out.len() {
+            break Ok(true);
+        }
+        match stream.try_write(&out[done..]) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    out.drain(..done);
+    if out.is_empty() && out.capacity() > KEEP_OUTPUT {
+        *out = Vec::new();
+    }
+    res
+}
+
+/// After requests were handled: write the output they queued for other
+/// connections now; wake the task of any whose socket is full.
+fn flush_others(server: &mut Server, io: &HashMap<ConnId, ConnIo, FastState>, cid: ConnId) {
+    while let Some(d) = server.pop_dirty() {
+        if d == cid {
+            continue;
+        }
+        if let Some(c) = io.get(&d) {
+            if server.is_closing(d) || !matches!(flush(server, &c.stream, d), Ok(true)) {
+                c.notify.notify_one();
+            }
+        }
+    }
+}
 
 async fn serve_conn(shared: Arc<Shared>, stream: UnixStream, domid: DomId, slot: ConnSlot) {
     let notify = Arc::new(Notify::new());
+    let stream = Arc::new(stream);
     let (cid, max) = {
         let mut st = shared.lock();
         let cid = st.server.connect(domid);
-        st.wakers.insert(cid, notify.clone());
+        st.io.insert(
+            cid,
+            ConnIo {
+                stream: stream.clone(),
+                notify: notify.clone(),
+            },
+        );
         let max = if domid == DomId::DOM0 {
             usize::MAX
         } else {
@@ -208,87 +304,127 @@ async fn serve_conn(shared: Arc<Shared>, stream: UnixStream, domid: DomId, slot:
         (cid, max)
     };
     debug!(conn = cid.0, domid = domid.0, "connection opened");
-    let (rd, mut wr) = stream.into_split();
-    // An idle connection holds no buffers: the input buffer is allocated
-    // when the socket is readable and freed once fully consumed, and output
-    // buffers are dropped after each write (1000 idle domains cost little).
+    // An idle connection holds no buffers: requests are read into the
+    // shared scratch buffer and only a partial request is kept here;
+    // replies are written from the server's output buffer, under the lock,
+    // as soon as they exist (one read and one write per batch).
     let mut inbuf: Vec<u8> = Vec::new();
+    // Our output is stuck behind a full socket: stop reading requests
+    // until it drains (a client that does not read blocks only itself).
+    let mut blocked = false;
     'conn: loop {
-        tokio::select! {
-            r = rd.readable() => {
-                if let Err(e) = r {
-                    debug!(conn = cid.0, error = %e, "read failed");
-                    break 'conn;
-                }
-                if inbuf.capacity() - inbuf.len() < 4096 {
-                    inbuf.reserve(READ_CHUNK.min(inbuf.len() + 4096));
-                }
-                match rd.try_read_buf(&mut inbuf) {
-                    Ok(0) => break 'conn,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        // spurious readiness (e.g. right after accept)
-                        if inbuf.is_empty() {
-                            inbuf = Vec::new();
-                        }
-                        continue 'conn;
-                    }
-                    Err(e) => {
+        let mut readable = false;
+        if blocked {
+            if let Err(e) = stream.writable().await {
+                debug!(conn = cid.0, error = %e, "write failed");
+                break 'conn;
+            }
+        } else {
+            tokio::select! {
+                r = stream.readable() => {
+                    if let Err(e) = r {
                         debug!(conn = cid.0, error = %e, "read failed");
                         break 'conn;
                     }
+                    readable = true;
                 }
+                () = notify.notified() => {}
             }
-            () = notify.notified() => {}
         }
-        loop {
-            let (out, more, broken, closing) = {
-                let mut st = shared.lock();
-                let (broken, more) = match st.server.feed(cid, &inbuf, max) {
-                    Ok((used, handled)) => {
-                        inbuf.drain(..used);
-                        (false, handled == max)
-                    }
-                    Err(e) => {
-                        debug!(conn = cid.0, domid = domid.0, error = %e, "closing connection");
-                        (true, false)
-                    }
-                };
-                let out = st.server.take_output(cid);
-                for d in st.server.take_dirty() {
-                    if d != cid {
-                        if let Some(w) = st.wakers.get(&d) {
-                            w.notify_one();
-                        }
-                    }
+        let mut guard = shared.lock();
+        let st = &mut *guard;
+        // 1. read (the scratch buffer holds only what this read brings)
+        let mut pos = 0;
+        st.scratch.clear();
+        if readable {
+            let buf = if inbuf.is_empty() {
+                if st.scratch.capacity() < READ_CHUNK {
+                    st.scratch.reserve(READ_CHUNK);
                 }
-                let effects = st.server.take_effects();
-                if !effects.is_empty() {
-                    apply_effects(&shared, &mut st, effects);
+                &mut st.scratch
+            } else {
+                if inbuf.capacity() - inbuf.len() < 4096 {
+                    inbuf.reserve(READ_CHUNK.min(inbuf.len() + 4096));
                 }
-                let closing = st.server.is_closing(cid);
-                (out, more, broken, closing)
+                &mut inbuf
             };
-            if !out.is_empty() {
-                if let Err(e) = wr.write_all(&out).await {
-                    debug!(conn = cid.0, error = %e, "write failed");
+            match read_some(&stream, buf) {
+                Ok(Some(0)) => break 'conn,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(conn = cid.0, error = %e, "read failed");
                     break 'conn;
                 }
             }
-            if broken || closing {
-                break 'conn;
-            }
-            if !more {
-                if inbuf.is_empty() {
-                    inbuf = Vec::new();
-                }
+        }
+        // 2. handle, `max` requests per batch, writing each batch's replies
+        let mut broken = false;
+        loop {
+            let from_scratch = inbuf.is_empty();
+            let src: &[u8] = if from_scratch {
+                &st.scratch[pos..]
+            } else {
+                &inbuf
+            };
+            if src.is_empty() {
                 break;
             }
+            let (used, handled) = match st.server.feed(cid, src, max) {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(conn = cid.0, domid = domid.0, error = %e, "closing connection");
+                    broken = true;
+                    (0, 0)
+                }
+            };
+            if from_scratch {
+                pos += used;
+            } else {
+                inbuf.drain(..used);
+            }
+            // effects first: a client told "introduced" may connect at once
+            if st.server.has_effects() {
+                let effects = st.server.take_effects();
+                apply_effects(&shared, st, effects);
+            }
+            // watch events for others first: they are what other clients
+            // wait on, while our client gets its replies a write later
+            flush_others(&mut st.server, &st.io, cid);
+            match flush(&mut st.server, &stream, cid) {
+                Ok(true) => blocked = false,
+                Ok(false) => blocked = true,
+                Err(e) => {
+                    debug!(conn = cid.0, error = %e, "write failed");
+                    broken = true;
+                }
+            }
+            if broken || blocked || handled < max {
+                break;
+            }
+        }
+        if pos < st.scratch.len() {
+            inbuf.extend_from_slice(&st.scratch[pos..]);
+        }
+        if inbuf.is_empty() && inbuf.capacity() > 0 {
+            inbuf = Vec::new();
+        }
+        // 3. output queued by others (we were woken) or left from before
+        if !broken {
+            match flush(&mut st.server, &stream, cid) {
+                Ok(all) => blocked = !all,
+                Err(e) => {
+                    debug!(conn = cid.0, error = %e, "write failed");
+                    broken = true;
+                }
+            }
+        }
+        if broken || (st.server.is_closing(cid) && !blocked) {
+            break 'conn;
         }
     }
     let mut st = shared.lock();
     st.server.disconnect(cid);
-    st.wakers.remove(&cid);
+    st.io.remove(&cid);
     drop(st);
     drop(slot);
     debug!(conn = cid.0, domid = domid.0, "connection closed");
@@ -303,11 +439,7 @@ mod tests {
     async fn connection_task_is_small() {
         let (a, _b) = UnixStream::pair().unwrap();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                server: Server::new(Quotas::default()),
-                wakers: HashMap::new(),
-                listeners: HashMap::new(),
-            }),
+            state: Mutex::new(State::new(Quotas::default())),
             domain_dir: None,
         });
         let fut = serve_conn(

@@ -5,9 +5,11 @@
 //! many times, so nodes store a `u32` id into an [`Interner`] instead of
 //! their own heap copy. This keeps a node at a fixed 48 bytes.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
+
+use crate::hash::FastState;
 
 struct Slot<K: ?Sized> {
     value: Box<K>,
@@ -20,7 +22,7 @@ pub(crate) struct Interner<K: ?Sized> {
     slots: Vec<Option<Slot<K>>>,
     free: Vec<u32>,
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: FastState,
 }
 
 impl<K: ?Sized + Hash + Eq> Interner<K>
@@ -32,7 +34,7 @@ where
             slots: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: FastState::new(),
         }
     }
 

@@ -37,6 +37,7 @@ mod domain;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hash;
 mod intern;
 mod ops;
 mod perms;

@@ -15,9 +15,10 @@ use tracing::{debug, info};
 use xenstore::wire::{FrameError, HEADER_LEN, Header, MsgType, PAYLOAD_MAX, Packet, Request};
 use xenstore::{DomId, Perm, XsErrno, path};
 
-use crate::conn::{Conn, MAX_PENDING_OUTPUT};
+use crate::conn::{Conn, queue_event};
 use crate::control::{self, Control};
 use crate::domain::Domains;
+use crate::hash::FastState;
 use crate::ops;
 use crate::perms::Caller;
 use crate::quota::Quotas;
@@ -49,7 +50,7 @@ pub struct Server {
     tree: Tree,
     watches: WatchIndex,
     domains: Domains,
-    conns: HashMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn, FastState>,
     quotas: Quotas,
     next_conn: u64,
     next_tx: u32,
@@ -76,7 +77,7 @@ impl Server {
             tree: Tree::new(),
             watches: WatchIndex::default(),
             domains: Domains::new(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             quotas,
             next_conn: 1,
             next_tx: 1,
@@ -138,6 +139,28 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// The bytes queued for a connection, to be written in place: the IO
+    /// layer drains what it wrote and the buffer's capacity is reused.
+    pub fn output_mut(&mut self, cid: ConnId) -> Option<&mut Vec<u8>> {
+        self.conns.get_mut(&cid).map(|c| &mut c.out)
+    }
+
+    /// The next connection with new output (each is returned once per
+    /// batch of changes; [`Server::take_dirty`] without the allocation).
+    pub fn pop_dirty(&mut self) -> Option<ConnId> {
+        let cid = self.dirty.pop()?;
+        if let Some(conn) = self.conns.get_mut(&cid) {
+            conn.dirty = false;
+        }
+        Some(cid)
+    }
+
+    /// True if requests since the last [`Server::take_effects`] produced
+    /// effects.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
     /// Connections with new output since the last call.
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
         let d = std::mem::take(&mut self.dirty);
@@ -176,14 +199,23 @@ impl Server {
         let mut used = 0;
         let mut handled = 0;
         while handled < max {
-            match Packet::decode(&buf[used..], PAYLOAD_MAX)? {
-                Some((pkt, n)) => {
-                    used += n;
-                    handled += 1;
-                    self.handle(cid, &pkt);
-                }
-                None => break,
+            let rest = &buf[used..];
+            let Some(h) = Header::decode(rest) else {
+                break;
+            };
+            let len = h.len as usize;
+            if len > PAYLOAD_MAX {
+                return Err(FrameError::PayloadTooLarge {
+                    len: h.len,
+                    max: PAYLOAD_MAX,
+                });
             }
+            let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len) else {
+                break;
+            };
+            used += HEADER_LEN + len;
+            handled += 1;
+            self.handle_frame(cid, &h, payload);
         }
         Ok((used, handled))
     }
@@ -191,6 +223,17 @@ impl Server {
     /// Handle one request from `cid`: its reply, and any events it causes,
     /// are queued on the connections concerned.
     pub fn handle(&mut self, cid: ConnId, pkt: &Packet) {
+        let h = Header {
+            msg_type: pkt.msg_type,
+            req_id: pkt.req_id,
+            tx_id: pkt.tx_id,
+            len: 0,
+        };
+        self.handle_frame(cid, &h, &pkt.payload);
+    }
+
+    /// [`Server::handle`] on a decoded header and its payload (no copy).
+    fn handle_frame(&mut self, cid: ConnId, req: &Header, payload: &[u8]) {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
@@ -203,14 +246,14 @@ impl Server {
         let mut out = std::mem::take(&mut conn.out);
         let start = out.len();
         out.extend_from_slice(&[0u8; HEADER_LEN]);
-        let result = self.dispatch(cid, domid, pkt, &mut out);
+        let result = self.dispatch(cid, domid, req, payload, &mut out);
         let msg_type = match result {
-            Ok(()) => pkt.msg_type,
+            Ok(()) => req.msg_type,
             Err(e) => {
                 debug!(
                     conn = cid.0,
                     domid = domid.0,
-                    msg_type = pkt.msg_type,
+                    msg_type = req.msg_type,
                     error = e.name(),
                     "request failed"
                 );
@@ -223,8 +266,8 @@ impl Server {
         let len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
         let h = Header {
             msg_type,
-            req_id: pkt.req_id,
-            tx_id: pkt.tx_id,
+            req_id: req.req_id,
+            tx_id: req.tx_id,
             len,
         };
         out[start..start + HEADER_LEN].copy_from_slice(&h.encode());
@@ -289,9 +332,16 @@ impl Server {
         Ok(())
     }
 
-    fn dispatch(&mut self, cid: ConnId, domid: DomId, pkt: &Packet, out: &mut Vec<u8>) -> OpResult {
+    fn dispatch(
+        &mut self,
+        cid: ConnId,
+        domid: DomId,
+        hdr: &Header,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> OpResult {
         let caller = self.caller(domid);
-        let tx_id = pkt.tx_id;
+        let tx_id = hdr.tx_id;
         if tx_id != 0
             && !self
                 .conns
@@ -300,7 +350,7 @@ impl Server {
         {
             return Err(XsErrno::Enoent);
         }
-        let req = Request::decode(pkt.msg_type, &pkt.payload).map_err(|e| e.errno())?;
+        let req = Request::decode(hdr.msg_type, payload).map_err(|e| e.errno())?;
         let q = self.quotas.clone();
         match req {
             Request::Read(p) => {
@@ -570,32 +620,7 @@ impl Server {
     /// Queue a WATCH_EVENT on a connection (dropped if an unprivileged
     /// connection has too much unread output).
     fn push_event(&mut self, cid: ConnId, epath: &str, token: &str, force: bool) {
-        let Some(c) = self.conns.get_mut(&cid) else {
-            return;
-        };
-        if !force && c.domid != DomId::DOM0 && c.out.len() > MAX_PENDING_OUTPUT {
-            c.dropped_events += 1;
-            debug!(
-                conn = cid.0,
-                domid = c.domid.0,
-                dropped = c.dropped_events,
-                "watch event dropped: output full"
-            );
-            return;
-        }
-        let len = epath.len() + token.len() + 2;
-        let h = Header {
-            msg_type: MsgType::WatchEvent.to_u32(),
-            req_id: 0,
-            tx_id: 0,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-        };
-        c.out.extend_from_slice(&h.encode());
-        c.out.extend_from_slice(epath.as_bytes());
-        c.out.push(0);
-        c.out.extend_from_slice(token.as_bytes());
-        c.out.push(0);
-        self.mark_dirty(cid);
+        queue_event(&mut self.conns, &mut self.dirty, cid, epath, token, force);
     }
 
     /// Fire the watches a change at `p` triggers: those at `p` and above,
@@ -605,34 +630,46 @@ impl Server {
         if self.watches.is_empty() {
             return;
         }
-        let hits: Vec<Watcher> = if exact {
-            self.watches.at(p).to_vec()
-        } else {
-            self.watches.matching(p).cloned().collect()
-        };
-        if hits.is_empty() {
-            return;
-        }
-        let parent_perms = path::parent(p)
-            .and_then(|pp| self.tree.lookup(pp))
-            .map(|id| self.tree.perms(id).to_vec());
-        for w in hits {
-            let Some(domid) = self.conns.get(&w.conn).map(|c| c.domid) else {
-                continue;
-            };
-            let caller = self.caller(domid);
-            if !caller.privileged() {
-                let parent_ok = parent_perms.as_ref().is_none_or(|pp| caller.can_read(pp));
-                if !caller.can_read(perms) || !parent_ok {
+        // Disjoint borrows: the watchers are read in place (no copies of
+        // their tokens) while events are queued on the connections.
+        let Server {
+            tree,
+            watches,
+            domains,
+            conns,
+            dirty,
+            ..
+        } = self;
+        // the parent's perms, looked up once and only if needed
+        let mut parent_perms: Option<Option<Vec<Perm>>> = None;
+        let levels = if exact { 1 } else { usize::MAX };
+        for wp in crate::watch::ancestors_and_self(p).take(levels) {
+            for w in watches.at(wp) {
+                let Some(domid) = conns.get(&w.conn).map(|c| c.domid) else {
                     continue;
+                };
+                if domid != DomId::DOM0 {
+                    let caller = Caller {
+                        domid,
+                        target: domains.target_of(domid),
+                    };
+                    let pp = parent_perms.get_or_insert_with(|| {
+                        path::parent(p)
+                            .and_then(|pp| tree.lookup(pp))
+                            .map(|id| tree.perms(id).to_vec())
+                    });
+                    let parent_ok = pp.as_ref().is_none_or(|pp| caller.can_read(pp));
+                    if !caller.can_read(perms) || !parent_ok {
+                        continue;
+                    }
                 }
+                let epath = if w.relative {
+                    path::relative_to(p, domid).unwrap_or(p)
+                } else {
+                    p
+                };
+                queue_event(conns, dirty, w.conn, epath, &w.token, false);
             }
-            let epath = if w.relative {
-                path::relative_to(p, domid).unwrap_or(p).to_string()
-            } else {
-                p.to_string()
-            };
-            self.push_event(w.conn, &epath, &w.token, false);
         }
     }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use xenstore::{DomId, Perm, XsErrno};
 
+use crate::hash::FastState;
 use crate::store::{Removed, View};
 use crate::tree::{Tree, components};
 
@@ -46,10 +47,10 @@ pub(crate) type PendingEvent = (String, bool, Vec<Perm>);
 /// One open transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<String, Entry, FastState>,
     /// Events to fire if the commit succeeds.
     pub events: Vec<PendingEvent>,
-    owner_delta: HashMap<u16, i64>,
+    owner_delta: HashMap<u16, i64, FastState>,
 }
 
 impl Transaction {
@@ -127,7 +128,8 @@ impl Transaction {
         // Create shallow nodes first and siblings in the order the
         // transaction created them (its copy of the parent's child list),
         // so DIRECTORY keeps creation order.
-        let mut order: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+        let mut order: HashMap<&str, HashMap<&str, usize, FastState>, FastState> =
+            HashMap::default();
         for (p, n) in &present {
             order.insert(
                 p,

@@ -13,9 +13,11 @@
 //! detect conflicts (cxenstored `generation`).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
+
+use crate::hash::FastState;
 use xenstore::{DomId, Perm};
 
 use crate::intern::Interner;
@@ -77,7 +79,7 @@ pub(crate) struct Tree {
     nodes: Vec<Node>,
     free: Vec<u32>,
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: FastState,
     names: Interner<str>,
     perms: Interner<[Perm]>,
     owned: HashMap<u16, u32>,
@@ -93,7 +95,7 @@ impl Tree {
             nodes: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: FastState::new(),
             names: Interner::new(),
             perms: Interner::new(),
             owned: HashMap::new(),
@@ -119,8 +121,8 @@ impl Tree {
         t
     }
 
-    fn hash(&self, parent: u32, name: &str) -> u64 {
-        self.hasher.hash_one((parent, name))
+    fn hash(&self, parent: u32, name: &[u8]) -> u64 {
+        key_hash(&self.hasher, parent, name)
     }
 
     fn node(&self, id: NodeId) -> &Node {
@@ -128,12 +130,12 @@ impl Tree {
     }
 
     /// The child `name` of `parent`.
-    pub(crate) fn child(&self, parent: NodeId, name: &str) -> Option<NodeId> {
+    pub(crate) fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         let h = self.hash(parent, name);
         self.index
             .find(h, |&id| {
                 let n = self.node(id);
-                n.parent == parent && self.names.get(n.name) == Some(name)
+                n.parent == parent && self.names.get(n.name).map(str::as_bytes) == Some(name)
             })
             .copied()
     }
@@ -141,8 +143,11 @@ impl Tree {
     /// Find the node at an absolute, validated path.
     pub(crate) fn lookup(&self, path: &str) -> Option<NodeId> {
         let mut cur = ROOT;
-        for comp in components(path) {
-            cur = self.child(cur, comp)?;
+        // bytes, not `str::split`: this runs a few times per request
+        for comp in path.as_bytes().split(|&b| b == b'/') {
+            if !comp.is_empty() {
+                cur = self.child(cur, comp)?;
+            }
         }
         Some(cur)
     }
@@ -262,11 +267,11 @@ impl Tree {
             self.nodes[last as usize].next_sibling = id;
         }
         self.nodes[parent as usize].last_child = id;
-        let h = self.hash(parent, name);
+        let h = self.hash(parent, name.as_bytes());
         let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
         self.index.insert_unique(h, id, |&other| {
             let n = &nodes[other as usize];
-            hasher.hash_one((n.parent, names.get(n.name).unwrap_or("")))
+            key_hash(hasher, n.parent, names.get(n.name).unwrap_or("").as_bytes())
         });
         self.live += 1;
         self.count_owner(perms, 1);
@@ -341,7 +346,7 @@ impl Tree {
             (n.parent, n.name, n.perms)
         };
         let name = self.names.get(name_id).unwrap_or("");
-        let h = self.hash(parent, name);
+        let h = self.hash(parent, name.as_bytes());
         if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
             e.remove();
         }
@@ -367,6 +372,14 @@ impl Tree {
     pub(crate) fn count_for_tests(&self) -> usize {
         self.index.len() + 1
     }
+}
+
+/// The index key of child `name` of `parent`.
+fn key_hash(hasher: &FastState, parent: u32, name: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u32(parent);
+    h.write(name);
+    h.finish()
 }
 
 /// Iterator over a node's children.

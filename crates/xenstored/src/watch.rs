@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::ConnId;
+use crate::hash::FastState;
 
 /// One registered watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub(crate) struct Watcher {
 /// All watches, indexed by watched path.
 #[derive(Default)]
 pub(crate) struct WatchIndex {
-    by_path: HashMap<Box<str>, Vec<Watcher>>,
+    by_path: HashMap<Box<str>, Vec<Watcher>, FastState>,
     count: usize,
 }
 
@@ -74,6 +75,7 @@ impl WatchIndex {
 
     /// Watchers at `path` or any of its ancestors, with the path each was
     /// found at (what a change at `path` fires).
+    #[cfg(test)]
     pub(crate) fn matching<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Watcher> + 'a {
         ancestors_and_self(path).flat_map(move |p| self.at(p).iter())
     }

@@ -11,7 +11,10 @@ use std::process::Command;
 use common::Daemon;
 
 fn peers() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../peers/xenstored"))
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../peers/xenstored"
+    ))
 }
 
 #[test]

@@ -40,6 +40,22 @@ impl Stats {
 }
 
 fn timed(mut op: impl FnMut(u64) -> Result<()>, n: u64) -> Result<Stats> {
+    // Untimed warm-up on the same connection (indices past `n`, so loads
+    // that create nodes still create fresh ones when timed): lets a fresh
+    // connection's server thread settle on a CPU, for every server alike.
+    for i in n..n + warmup(n) {
+        op(i)?;
+    }
+    timed_cold(op, n)
+}
+
+/// Untimed operations before a timed run of `n`.
+fn warmup(n: u64) -> u64 {
+    (n / 10).min(1000)
+}
+
+/// [`timed`] without the warm-up.
+fn timed_cold(mut op: impl FnMut(u64) -> Result<()>, n: u64) -> Result<Stats> {
     let mut lat = Vec::with_capacity(n as usize);
     let t0 = Instant::now();
     for i in 0..n {
@@ -155,8 +171,11 @@ pub fn concurrent(sock: &Path, conns: usize, n: u64) -> Result<Stats> {
         handles.push(std::thread::spawn(move || -> Result<Stats> {
             let mut conn = Conn::connect(&sock)?;
             let keys: Vec<String> = (0..100).map(|k| format!("/bench/c{c}/k{k}")).collect();
-            b.wait();
-            timed(|i| conn.write(&keys[(i % 100) as usize], VALUE), n)
+            for i in 0..warmup(n) {
+                conn.write(&keys[(i % 100) as usize], VALUE)?;
+            }
+            b.wait(); // the clock starts when all are warm
+            timed_cold(|i| conn.write(&keys[(i % 100) as usize], VALUE), n)
         }));
     }
     barrier.wait();
@@ -185,16 +204,33 @@ pub fn watch_latency(sock: &Path, n: u64) -> Result<Stats> {
     )?;
     watcher.recv_event()?; // the initial event
     let req = Request::Write("/bench/wl/k".into(), VALUE.to_vec());
-    timed(
-        |_| {
-            writer.send(&req, 0)?;
-            watcher.recv_event()?;
-            let p = writer.recv_reply()?;
-            ensure!(p.kind() != Some(MsgType::Error), "watched write failed");
-            Ok(())
-        },
-        n,
-    )
+    // The clock stops when the event is in: reading the writer's reply is
+    // not part of the event's latency (it is read after, untimed, so the
+    // next round starts from the same quiet state for every server).
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut t0 = Instant::now();
+    for round in 0..warmup(n) + n {
+        if round == warmup(n) {
+            lat.clear();
+            t0 = Instant::now();
+        }
+        let t = Instant::now();
+        writer.send(&req, 0)?;
+        let ev = watcher.recv_event()?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(
+            ev.payload.starts_with(b"/bench/wl/k\0"),
+            "unexpected watch event {:?}",
+            String::from_utf8_lossy(&ev.payload)
+        );
+        let p = writer.recv_reply()?;
+        ensure!(p.kind() != Some(MsgType::Error), "watched write failed");
+    }
+    Ok(Stats {
+        ops: n,
+        secs: t0.elapsed().as_secs_f64(),
+        lat_us: lat,
+    })
 }
 
 /// Write `count` nodes `/bench/<name>/<i/1000>/<i%1000>` with 256 requests

@@ -299,9 +299,12 @@ fn report(results: &[(Kind, Results)]) {
         (Some(o), Some(e)) if o > 0.0 => Some(e / o),
         _ => None,
     };
-    line("sync read vs echo (p50)", vs_echo(|r| &r.read), "≥0.8×", |v| {
-        v >= 0.8
-    });
+    line(
+        "sync read vs echo (p50)",
+        vs_echo(|r| &r.read),
+        "≥0.8×",
+        |v| v >= 0.8,
+    );
     line(
         "sync write vs echo",
         vs_echo(|r| &r.write),
