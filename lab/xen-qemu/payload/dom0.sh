@@ -1,0 +1,248 @@
+#!/bin/bash
+# dom0 scenario with drvdom doing every step (runs from /lab/init as lab.role=dom0; the payload
+# is mounted from /dev/vdc). xl stays the engine: it creates and destroys domains and adds vifs.
+# Steps: see the table in ../README.md. Prints "@@LAB <step> PASS|FAIL ..." lines (lib.sh).
+P=/lab/payload
+. $P/lab.env
+. $P/lib.sh
+export PATH=$P/bin:$PATH RUST_LOG=${RUST_LOG:-warn}
+ddcons=$CONS/guest-$DD_NAME.log
+gcons=$CONS/guest-$GUEST_NAME.log
+
+# ---- xen-dom0: Xen + dom0 up, toolstack daemons -------------------------------
+if grep -q control_d /proc/xen/capabilities 2>/dev/null; then
+  mark xen-dom0 PASS "dom0 kernel $(uname -r) on Xen $(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)$(cat /sys/hypervisor/version/extra)"
+else
+  mark xen-dom0 FAIL "not running as Xen dom0"; finish
+fi
+mkdir -p $CONS /var/lib/xen /var/run/xen
+oxenstored --pid-file /var/run/xen/xenstored.pid
+for i in $(seq 1 100); do [ -s /var/run/xen/xenstored.pid ] && break; sleep 0.1; done
+xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || echo "@@LAB-INFO xen-init-dom0 failed: $(cat /tmp/xen-init-dom0.log)"
+xenconsoled --log=guest --log-dir=$CONS
+modprobe xen-blkback
+# a real host: dom0 drives the NIC with its own driver until drvdom hands it over
+# (no xen-pciback.hide on this dom0's command line, unlike run.sh --classic)
+modprobe e1000
+modprobe xen-pciback
+xl info 2>&1 | grep -E '^(xen_version|xen_caps|nr_cpus|total_memory|free_memory|virt_caps|xen_commandline)' | sed 's/^/@@LAB-INFO /'
+[ -f $P/dom0-hook.sh ] && . $P/dom0-hook.sh
+drv_of() { local d; d=$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null); echo "${d##*/}"; }
+echo "@@LAB-INFO $NIC_BDF driver at start: $(drv_of $NIC_BDF), netdevs: $(ls /sys/bus/pci/devices/$NIC_BDF/net 2>/dev/null | tr '\n' ' ')"
+
+# ---- doctor: drvdom doctor's PCI checks (IOMMU, pciback) pass ------------------
+runc doctor drvdom doctor; rc=$?
+cp $EV/out /tmp/doctor.out
+iommu=$(grep -iw 'iommu' /tmp/doctor.out | grep -vi 'iommu-group' | head -n1)
+pback=$(grep -i 'pciback' /tmp/doctor.out | head -n1)
+others=$(grep -cwE 'WARN|FAIL' /tmp/doctor.out)
+if [[ $iommu == *PASS* && $pback == *PASS* ]]; then
+  mark doctor PASS "exit $rc; $(echo "$iommu" | tr -s ' ' | cut -c1-100); $(echo "$pback" | tr -s ' ' | cut -c1-100); other lines with WARN/FAIL: $others"
+else
+  mark doctor FAIL "exit $rc; iommu='$iommu' pciback='$pback'"
+fi
+echo "@@LAB-INFO drvdom doctor (exit $rc):"; sed 's/^/@@LAB-INFO   /' /tmp/doctor.out
+
+# ---- pci-list: drvdom pci list finds the e1000 by name --------------------------
+runc pci-list drvdom pci list; rc=$?
+line=$(grep -i "${NIC_BDF#0000:}" $EV/out | head -n1)
+if [ $rc = 0 ] && [[ $line == *82540EM* ]]; then
+  mark pci-list PASS "$(echo "$line" | tr -s ' ')"
+else
+  mark pci-list FAIL "exit $rc; no line with $NIC_BDF and '82540EM' (the e1000's name): $(out1 200)"
+fi
+short=${NIC_BDF#0000:}
+
+# ---- pci-assign: drvdom pci assign makes the NIC assignable (twice: idempotent) --
+before=$(drv_of $NIC_BDF)
+runc pci-assign drvdom pci assign $NIC_BDF; rc1=$?
+runc pci-assign drvdom pci assign $NIC_BDF; rc2=$?
+runc pci-assign drvdom pci assignable; rc3=$?
+listed=$(grep -c "$short" $EV/out)
+runc pci-assign xl pci-assignable-list
+xl_listed=$(grep -c "$short" $EV/out)
+drv=$(drv_of $NIC_BDF)
+nicdevs=$(ls /sys/bus/pci/devices/$NIC_BDF/net 2>/dev/null | tr '\n' ' ')
+runc pci-assign xenstore-ls -f /libxl/pci
+if [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] && [ "$drv" = pciback ] && [ -z "$nicdevs" ] &&
+  [ "$listed" -ge 1 ] && [ "$xl_listed" -ge 1 ]; then
+  mark pci-assign PASS "$NIC_BDF: driver $before -> pciback (assign run twice, both exit 0); dom0 has no netdev for it; listed by 'drvdom pci assignable' and 'xl pci-assignable-list'"
+else
+  mark pci-assign FAIL "exits $rc1/$rc2/$rc3 driver '$before' -> '$drv' netdevs='$nicdevs' drvdom-listed=$listed xl-listed=$xl_listed"
+fi
+
+# ---- pci-cmdline: the boot form of the same (pciback is a module in Debian's kernel) ------
+runc pci-cmdline drvdom pci cmdline $NIC_BDF; rc1=$?
+form1=$(grep -v '^#' $EV/out | grep -E "hide=\($NIC_BDF\)" | head -n1)
+runc pci-cmdline drvdom pci cmdline --builtin $NIC_BDF; rc2=$?
+form2=$(grep -v '^#' $EV/out | grep -E "xen-pciback\.hide=\($NIC_BDF\)" | head -n1)
+if [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ -n "$form1" ] && [ -n "$form2" ]; then
+  mark pci-cmdline PASS "detected: '$form1'; --builtin: '$form2'"
+else
+  mark pci-cmdline FAIL "exits $rc1/$rc2; want 'hide=($NIC_BDF)' (modprobe.d form for this module kernel) and 'xen-pciback.hide=($NIC_BDF)' with --builtin"
+fi
+
+# ---- config-check: the driver domain's and the guest's xl.cfg --------------------
+mkdir -p /mnt/dd
+if mount /dev/$DD_DISK /mnt/dd; then
+  rm -rf /mnt/dd/lab/payload; mkdir -p /mnt/dd/lab/payload
+  cp -a $P/. /mnt/dd/lab/payload/
+  umount /mnt/dd
+else
+  note dd-create "cannot mount /dev/$DD_DISK to install the payload in the driver domain"
+fi
+cat > /run/dd.cfg <<CFG
+# the network driver domain: owns the e1000, serves guests' vifs
+name = "$DD_NAME"
+type = "pv"
+kernel = "/boot/vmlinuz"
+ramdisk = "/boot/lab-initrd.img"
+extra = "root=/dev/xvda console=hvc0 lab.role=dd $DOMU_KARGS"
+memory = $DD_MEM
+vcpus = 1
+disk = [ 'format=raw, vdev=xvda, access=rw, script=$P/block-fast.sh, target=/dev/$DD_DISK' ]
+pci = [ '$short' ]
+driver_domain = 1
+on_crash = "preserve"
+CFG
+cat > /run/guest.cfg <<CFG
+name = "$GUEST_NAME"
+type = "pv"
+kernel = "/boot/vmlinuz"
+ramdisk = "$P/guest-initrd.img"
+extra = "console=hvc0 lab.role=guest $DOMU_KARGS"
+memory = $GUEST_MEM
+vcpus = 1
+vif = [ 'mac=$GUEST_MAC,backend=$DD_NAME,bridge=$BRIDGE' ]
+on_crash = "preserve"
+CFG
+sed 's/^/@@LAB-INFO dd.cfg: /' /run/dd.cfg
+sed 's/^/@@LAB-INFO guest.cfg: /' /run/guest.cfg
+runc config-check drvdom config check /run/dd.cfg; rc1=$?
+runc config-check drvdom config check /run/dd.cfg /run/guest.cfg; rc2=$?
+if [ $rc1 = 0 ] && [ $rc2 = 0 ]; then
+  mark config-check PASS "drvdom config check dd.cfg: exit 0; dd.cfg + guest.cfg together: exit 0 $(out1 120)"
+else
+  mark config-check FAIL "exit $rc1 (dd.cfg) / $rc2 (dd.cfg guest.cfg): $(out1 200)"
+fi
+
+# ---- dd-create: xl create the driver domain ------------------------------------
+( tail -n +1 -F $ddcons 2>/dev/null | sed -u "s/\r$//; s/^/[$DD_NAME] /" ) &
+if runc dd-create timeout=300 xl $XL_VERBOSE create /run/dd.cfg; then
+  ddid=$(xl domid $DD_NAME)
+  mark dd-create PASS "domid=$ddid pci=['$short'] driver_domain=1"
+else
+  mark dd-create FAIL "xl create: $(out1)"; finish
+fi
+
+# ---- dd-lspci, dd-uplink, dd-agent: inside the driver domain ---------------------
+wait_marker $ddcons DD lspci dd-lspci "$DD_TIMEOUT"
+wait_marker $ddcons DD uplink dd-uplink 300
+wait_marker $ddcons DD agent dd-agent 240 || finish
+
+# ---- guest-create: a guest whose vif is served by the driver domain -----------------
+( tail -n +1 -F $gcons 2>/dev/null | sed -u "s/\r$//; s/^/[$GUEST_NAME] /" ) &
+if runc guest-create timeout=300 xl $XL_VERBOSE create /run/guest.cfg; then
+  gid=$(xl domid $GUEST_NAME)
+  mark guest-create PASS "domid=$gid vif backend=$DD_NAME mac=$GUEST_MAC"
+else
+  gid=$(xl domid $GUEST_NAME 2>/dev/null)
+  mark guest-create FAIL "xl create: $(out1)"
+fi
+
+# libxl gives /local/domain/<guest> the permissions n0 r<guest>, so a driver domain cannot read
+# the guest's name; let the driver domain read that one node so `drvdom bridge show` can name it
+xenstore-chmod /local/domain/$gid/name n0 r$gid r$ddid 2>&1 | sed 's/^/@@LAB-INFO xenstore-chmod: /'
+echo "@@LAB-INFO granted dom$ddid read on /local/domain/$gid/name: $(xenstore-ls -p /local/domain/$gid 2>/dev/null | grep '^name ')"
+
+# ---- vif-connected: both ends of vif <gid>/0 reach Connected (4) -----------------
+be=/local/domain/$ddid/backend/vif/$gid
+fe=/local/domain/$gid/device/vif
+vif_ok() { # devid
+  [ "$(xenstore-read $be/$1/state 2>/dev/null)" = 4 ] &&
+  [ "$(xenstore-read $fe/$1/state 2>/dev/null)" = 4 ] &&
+  [ "$(xenstore-read $be/$1/hotplug-status 2>/dev/null)" = connected ]
+}
+vif_state() { echo "backend state=$(xenstore-read $be/$1/state 2>&1) hotplug-status=$(xenstore-read $be/$1/hotplug-status 2>&1); frontend state=$(xenstore-read $fe/$1/state 2>&1)"; }
+if wait_for vif-connected "$VIF_TIMEOUT" "vif $gid/0 Connected on both ends" vif_ok 0; then
+  mark vif-connected PASS "vif$gid.0: $(vif_state 0)"
+else
+  runc vif-connected xenstore-ls -f $be
+  runc vif-connected xenstore-ls -f $fe
+  mark vif-connected FAIL "vif$gid.0: $(vif_state 0)"
+fi
+
+# ---- bridge-show: drvdom bridge show in the driver domain -------------------------
+wait_marker $ddcons DD bridge-show bridge-show "$VIF_TIMEOUT"
+
+# ---- guest-dhcp, guest-ping: DHCP + ping through the driver domain's bridge --------
+wait_marker $gcons GUEST dhcp guest-dhcp "$GUEST_TIMEOUT"
+wait_marker $gcons GUEST ping guest-ping 150
+
+# ---- agent-restart: kill -9 the agent in the driver domain, start it again ----------
+xenstore-write /local/domain/$ddid/data/lab-cmd "1 restart-agent"
+wait_marker $ddcons DD agent-restart agent-restart 180
+
+# ---- vif-attach: xl network-attach a second vif; it connects -------------------------
+if runc vif-attach timeout=180 xl network-attach $GUEST_NAME mac=$GUEST_MAC2 backend=$DD_NAME bridge=$BRIDGE; then
+  if wait_for vif-attach "$VIF_TIMEOUT" "vif $gid/1 Connected on both ends" vif_ok 1; then
+    xenstore-write /local/domain/$ddid/data/lab-cmd "2 check-vif1"
+    if wait_marker $ddcons DD vif1-on-bridge vif-attach 120 >/tmp/m 2>&1; then
+      mark vif-attach PASS "vif$gid.1: $(vif_state 1); $(sed -n 's/^@@LAB vif-attach PASS \[[^]]*\] //p' /tmp/m)"
+    else
+      cat /tmp/m
+    fi
+  else
+    runc vif-attach xl network-list $GUEST_NAME
+    runc vif-attach xenstore-ls -f $be
+    mark vif-attach FAIL "vif$gid.1: $(vif_state 1)"
+  fi
+else
+  mark vif-attach FAIL "xl network-attach: $(out1)"
+fi
+
+# ---- vif-detach: xl network-detach removes it from the bridge and xenstore ----------
+gone() { ! xenstore-read $be/1/state && ! xenstore-read $fe/1/state && ! xenstore-read /libxl/$gid/device/vif/1/backend; }
+if runc vif-detach timeout=180 xl network-detach $GUEST_NAME 1; then
+  if wait_for vif-detach 60 "xenstore nodes of vif $gid/1 removed" gone; then
+    xenstore-write /local/domain/$ddid/data/lab-cmd "3 check-vif1-gone"
+    if wait_marker $ddcons DD vif1-gone vif-detach 150 >/tmp/m 2>&1; then
+      mark vif-detach PASS "backend, frontend and /libxl nodes of vif $gid/1 removed; $(sed -n 's/^@@LAB vif-detach PASS \[[^]]*\] //p' /tmp/m)"
+    else
+      cat /tmp/m
+    fi
+  else
+    runc vif-detach xenstore-ls -f $be
+    runc vif-detach xenstore-ls -f $fe
+    mark vif-detach FAIL "xenstore nodes of vif $gid/1 still there"
+  fi
+else
+  mark vif-detach FAIL "xl network-detach: $(out1)"
+fi
+
+# ---- no-hotplug-scripts: no /etc/xen/scripts/* ran in the driver domain, no xl devd --
+xenstore-write /local/domain/$ddid/data/lab-cmd "4 check-scripts"
+wait_marker $ddcons DD no-scripts no-hotplug-scripts 120
+
+# ---- dd-destroy, pci-release: the NIC goes back to e1000 in dom0 ----------------------
+runc dd-destroy timeout=120 xl destroy $GUEST_NAME; rc1=$?
+runc dd-destroy timeout=120 xl destroy $DD_NAME; rc2=$?
+runc dd-destroy xl list
+if [ $rc1 = 0 ] && [ $rc2 = 0 ] && ! xl domid $DD_NAME >/dev/null 2>&1; then
+  mark dd-destroy PASS "guest and driver domain destroyed; $NIC_BDF driver: $(drv_of $NIC_BDF)"
+else
+  mark dd-destroy FAIL "xl destroy exits $rc1/$rc2"
+fi
+runc pci-release drvdom pci release $NIC_BDF; rc=$?
+wait_for pci-release 20 "a netdev on $NIC_BDF" ls -d /sys/bus/pci/devices/$NIC_BDF/net/*
+drv=$(drv_of $NIC_BDF)
+nicdevs=$(ls /sys/bus/pci/devices/$NIC_BDF/net 2>/dev/null | tr '\n' ' ')
+runc pci-release xl pci-assignable-list
+still=$(grep -c "$short" $EV/out)
+if [ $rc = 0 ] && [ "$drv" = e1000 ] && [ -n "$nicdevs" ] && [ "$still" = 0 ]; then
+  mark pci-release PASS "$NIC_BDF back on e1000 in dom0 (netdev ${nicdevs% }); no longer assignable"
+else
+  mark pci-release FAIL "exit $rc; driver='$drv' netdevs='$nicdevs' still-assignable=$still"
+fi
+sleep 1
+finish ok
