@@ -5,50 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
 use pci::Bdf;
 use pci::fixture::{Fixture, FixtureDevice};
-
-struct Xenstored {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Xenstored {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_xenstored() -> Xenstored {
-    let bin = Path::new(env!("CARGO_BIN_EXE_drvdom")).with_file_name("drvdom-xenstored");
-    assert!(
-        bin.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        bin.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("socket");
-    let child = Command::new(&bin)
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    testutil::wait_until("drvdom-xenstored listens", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
-    Xenstored {
-        child,
-        socket,
-        _dir: dir,
-    }
-}
+use testutil::xenstored::Xenstored;
 
 fn drvdom(xs: &Xenstored, f: &Fixture, state: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_drvdom"))
@@ -64,7 +26,7 @@ fn drvdom(xs: &Xenstored, f: &Fixture, state: &Path, args: &[&str]) -> std::proc
 
 #[test]
 fn assign_records_driver_in_xenstore_and_release_uses_it() {
-    let xs = start_xenstored();
+    let xs = Xenstored::start();
     let f = Fixture::new().unwrap();
     f.add_pciback().unwrap();
     f.add_iommu().unwrap();
@@ -100,7 +62,7 @@ fn assign_records_driver_in_xenstore_and_release_uses_it() {
 
 #[test]
 fn doctor_checks_xenstore_quota_for_vifs() {
-    let xs = start_xenstored();
+    let xs = Xenstored::start();
     let doctor = |vifs: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_drvdom"))
             .args(["doctor", "--only", "xenstore", "--json", "--vifs", vifs])

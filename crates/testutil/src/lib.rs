@@ -8,8 +8,13 @@
 //!   event to wait on (sysfs, process exit); it fails naming the condition.
 //! * [`unique_name`] makes short unique names for links and namespaces so
 //!   tests can run in parallel.
+//! * [`xenstored::Xenstored`] runs a real `drvdom-xenstored` for a test.
 
 #![allow(clippy::print_stderr, clippy::panic)] // test helpers report skips on stderr by design
+// Test-only harness: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod xenstored;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
