@@ -185,15 +185,30 @@ fn print_step(s: &Step) {
     }
 }
 
-/// Wait for Ctrl-C or SIGTERM.
-async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("install SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("wait for Ctrl-C")?,
-        _ = term.recv() => {}
+/// Ctrl-C and SIGTERM listeners. Installed before the lab is built, so a
+/// signal that arrives during set-up (or right after the "is up" line) is
+/// not lost: it is seen by [`StopSignals::wait`] and the lab is torn down.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+        })
     }
-    Ok(())
+
+    /// Wait for Ctrl-C or SIGTERM.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 #[allow(clippy::print_stdout)] // the command's report
@@ -206,6 +221,10 @@ async fn up(
     agent_args: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     check_names(&name, Some(&driver_domain))?;
+    let mut stop = match mode {
+        Mode::Foreground => Some(StopSignals::install()?),
+        Mode::Detach | Mode::Once => None,
+    };
     let root = lab::run_root();
     if lab::exists(&root, &name) {
         return Err(usage_error(format!(
@@ -270,11 +289,12 @@ async fn up(
             if !json {
                 println!("lab {name} is up; Ctrl-C or SIGTERM tears it down");
             }
-            let waited = wait_for_stop().await;
+            if let Some(stop) = stop.as_mut() {
+                stop.wait().await;
+            }
             lab.reap();
             lab::down(&root, &name).await.context("tear the lab down")?;
             lab.reap();
-            waited?;
         }
     }
     Ok(if ok {
