@@ -64,7 +64,7 @@ pub enum LabCmd {
         json: bool,
     },
     /// Restart one process of a running lab (agent, netback,
-    /// netfront-<guest>, ...) as `up` started it; the old one is stopped
+    /// `netfront-<guest>`, ...) as `up` started it; the old one is stopped
     /// first if it still runs.
     Restart {
         /// The process role, as `lab status` lists it.
