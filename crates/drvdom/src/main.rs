@@ -13,7 +13,7 @@ mod cmd;
 /// Xen driver domains made easy: find and pass through the NIC, check and
 /// write xl.cfg files, run and inspect the simulated host.
 #[derive(Parser, Debug)]
-#[command(name = "drvdom", version, about, long_about = None, propagate_version = true)]
+#[command(name = "drvdom", version, propagate_version = true)]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
