@@ -115,8 +115,7 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
         detail,
         fix: fix.map(str::to_string),
     };
-    let where_ = std::env::var("XENSTORED_PATH")
-        .unwrap_or_else(|_| xenstore::client::DEFAULT_SOCKET.to_string());
+    let where_ = xenstore::client::default_endpoint();
     let client = match xenstore::Client::connect_default() {
         Ok(c) => c,
         Err(e) => {
@@ -133,7 +132,7 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
     let mut out = vec![check(
         "xenstore",
         Status::Pass,
-        format!("server reachable ({where_})"),
+        format!("server reachable ({})", where_.display()),
         None,
     )];
     let quota = client

@@ -33,8 +33,9 @@ pub struct WatchEvent {
     pub token: String,
 }
 
-/// Choose the endpoint for `connect_default`.
-pub(crate) fn default_endpoint() -> std::path::PathBuf {
+/// The endpoint `connect_default` uses: `$XENSTORED_PATH` (if non-empty),
+/// else [`DEFAULT_SOCKET`] if it exists, else [`XENBUS_DEVICE`].
+pub fn default_endpoint() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("XENSTORED_PATH").filter(|p| !p.is_empty()) {
         return p.into();
     }

@@ -13,4 +13,6 @@ mod common;
 
 pub use async_client::{AsyncClient, Transaction, WatchStream};
 pub use blocking::{BlockingTransaction, Client};
-pub use common::{DEFAULT_SOCKET, TRANSACTION_MAX_ATTEMPTS, WatchEvent, XENBUS_DEVICE};
+pub use common::{
+    DEFAULT_SOCKET, TRANSACTION_MAX_ATTEMPTS, WatchEvent, XENBUS_DEVICE, default_endpoint,
+};
