@@ -42,8 +42,7 @@ pub use error::{Error, Result};
 pub use hotplug::Hotplug;
 pub use netlink::NetlinkOps;
 pub use ops::{
-    IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Mac, Master, OperState, Route, fmt_mac,
-    validate_ifname,
+    IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route, validate_ifname,
 };
 pub use script::{DEFAULT_SCRIPT_TIMEOUT, ScriptAction, ScriptOutcome, ScriptRun, run_script};
 pub use vif::{

@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
 use crate::error::{Error, Result};
-use crate::ops::{IfAddress, Link, LinkChange, LinkOps, Mac, Master, OperState, Route};
+use xentypes::MacAddr;
+
+use crate::ops::{IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route};
 
 /// `RT_TABLE_MAIN` [include/uapi/linux/rtnetlink.h].
 const RT_TABLE_MAIN: u32 = 254;
@@ -106,7 +108,9 @@ pub(crate) fn link_from_msg(msg: &LinkMessage) -> Option<Link> {
         match attr {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Mtu(m) => link.mtu = *m,
-            LinkAttribute::Address(a) => link.mac = <Mac>::try_from(a.as_slice()).ok(),
+            LinkAttribute::Address(a) => {
+                link.mac = <[u8; 6]>::try_from(a.as_slice()).ok().map(MacAddr)
+            }
             LinkAttribute::Controller(c) if *c != 0 => link.master = Some(*c),
             LinkAttribute::OperState(s) => link.oper = oper_from(*s),
             LinkAttribute::LinkInfo(infos) => {
@@ -325,13 +329,13 @@ impl LinkOps for NetlinkOps {
         }
     }
 
-    async fn create_bridge(&self, name: &str, mac: Option<Mac>) -> Result<()> {
+    async fn create_bridge(&self, name: &str, mac: Option<MacAddr>) -> Result<()> {
         // Xen's network-bridge: `brctl stp off`, `brctl setfd 0`.
         let mut b = LinkBridge::new(name)
             .stp_state(rtnetlink::packet_route::link::BridgeStpState::Disabled)
             .forward_delay(0);
         if let Some(m) = mac {
-            b = b.address(m.to_vec());
+            b = b.address(m.0.to_vec());
         }
         match self.handle.link().add(b.build()).execute().await {
             Err(e) if errno_of(&e) == Some(Errno::EEXIST) => Ok(()),
@@ -348,7 +352,7 @@ impl LinkOps for NetlinkOps {
             b = b.mtu(m);
         }
         if let Some(m) = change.mac {
-            b = b.address(m.to_vec());
+            b = b.address(m.0.to_vec());
         }
         match change.master {
             Some(Master::Set(i)) => b = b.controller(i),

@@ -7,21 +7,12 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use xentypes::MacAddr;
+
 use crate::error::{Error, Result};
 
 /// Linux `IFNAMSIZ` (16) including the terminating NUL [include/uapi/linux/if.h].
 pub const IFNAMSIZ: usize = 16;
-
-/// A 48-bit Ethernet address.
-pub type Mac = [u8; 6];
-
-/// Format a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &Mac) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// Check that `name` is a valid Linux interface name (`dev_valid_name()` in
 /// net/core/dev.c): 1..=15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
@@ -94,7 +85,7 @@ pub struct Link {
     /// MTU.
     pub mtu: u32,
     /// Ethernet address, if the link has a 6-byte one.
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddr>,
     /// Index of the master (bridge) this link is enslaved to.
     pub master: Option<u32>,
     /// Administratively up (`IFF_UP`).
@@ -127,7 +118,7 @@ pub struct LinkChange {
     /// New MTU.
     pub mtu: Option<u32>,
     /// New Ethernet address.
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddr>,
     /// New master.
     pub master: Option<Master>,
     /// Bring up (`true`) or down (`false`).
@@ -151,7 +142,7 @@ impl fmt::Display for LinkChange {
             parts.push(format!("mtu {m}"));
         }
         if let Some(m) = &self.mac {
-            parts.push(format!("address {}", fmt_mac(m)));
+            parts.push(format!("address {m}"));
         }
         match self.master {
             Some(Master::Set(i)) => parts.push(format!("master #{i}")),
@@ -252,7 +243,7 @@ pub trait LinkOps: Sync {
     fn create_bridge(
         &self,
         name: &str,
-        mac: Option<Mac>,
+        mac: Option<MacAddr>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Apply `change` to `link` in one request.
@@ -311,10 +302,7 @@ mod tests {
 
     #[test]
     fn formats_mac_and_change() {
-        assert_eq!(
-            fmt_mac(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
-            "fe:ff:ff:ff:ff:ff"
-        );
+        assert_eq!(MacAddr::BACKEND.to_string(), "fe:ff:ff:ff:ff:ff");
         let c = LinkChange {
             name: None,
             mtu: Some(1500),

@@ -8,12 +8,14 @@ use tracing::{debug, info, instrument};
 
 use crate::bridge::{DEFAULT_BRIDGE, require_bridge};
 use crate::error::{Error, Result};
-use crate::ops::{Link, LinkChange, LinkOps, Mac, Master, fmt_mac, validate_ifname};
+use xentypes::MacAddr;
+
+use crate::ops::{Link, LinkChange, LinkOps, Master, validate_ifname};
 
 /// The MAC every backend vif gets, so that the bridge never adopts a
 /// guest-facing address as its own (`setup_virtual_bridge_port` in
 /// tools/hotplug/Linux/xen-network-common.sh).
-pub const VIF_MAC: Mac = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+pub const VIF_MAC: MacAddr = MacAddr::BACKEND;
 
 /// Default time to wait for the vif to appear. Netback creates the
 /// interface before it switches to InitWait, so normally it is already
@@ -204,8 +206,8 @@ fn verify(l: &Link, mtu: u32, bridge: &Link) -> Result<()> {
         return fail("mtu", mtu.to_string(), l.mtu.to_string());
     }
     if l.mac != Some(VIF_MAC) {
-        let got = l.mac.as_ref().map_or_else(|| "none".to_string(), fmt_mac);
-        return fail("mac", fmt_mac(&VIF_MAC), got);
+        let got = l.mac.map_or_else(|| "none".to_string(), |m| m.to_string());
+        return fail("mac", VIF_MAC.to_string(), got);
     }
     if l.master != Some(bridge.index) {
         let got = l
@@ -265,7 +267,7 @@ mod tests {
             name: name.into(),
             kind: kind.map(str::to_string),
             mtu: 1500,
-            mac: Some([0, 0x16, 0x3e, 0, 0, index as u8]),
+            mac: Some(MacAddr([0, 0x16, 0x3e, 0, 0, index as u8])),
             master: None,
             admin_up: false,
             oper: OperState::Down,
@@ -300,7 +302,7 @@ mod tests {
                 timeout,
             })
         }
-        async fn create_bridge(&self, _: &str, _: Option<Mac>) -> Result<()> {
+        async fn create_bridge(&self, _: &str, _: Option<MacAddr>) -> Result<()> {
             unimplemented!()
         }
         async fn set_link(&self, l: &Link, c: &LinkChange) -> Result<()> {

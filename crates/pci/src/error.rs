@@ -12,13 +12,8 @@ use crate::Bdf;
 #[non_exhaustive]
 pub enum Error {
     /// A BDF string that does not parse.
-    #[error("invalid PCI address {input:?}: {reason}")]
-    InvalidBdf {
-        /// What the user wrote.
-        input: String,
-        /// Which part is wrong and why.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidBdf(#[from] xentypes::Error),
     /// A sysfs attribute whose content does not parse.
     #[error("cannot parse {path}: {reason}")]
     ParseAttr {
@@ -153,7 +148,7 @@ impl Error {
     /// (a CLI maps these to exit code 2).
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::InvalidBdf { .. } | Error::NoOriginalDriver { .. } => true,
+            Error::InvalidBdf(_) | Error::NoOriginalDriver { .. } => true,
             Error::ParseAttr { .. }
             | Error::ReadSysfs { .. }
             | Error::WriteSysfs { .. }

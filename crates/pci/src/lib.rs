@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attrs;
-mod bdf;
+
 pub mod bootparams;
 pub mod checks;
 mod device;
@@ -37,7 +37,6 @@ mod pciback;
 mod record;
 mod sysfs;
 
-pub use bdf::{Bdf, MAX_DEVICE, MAX_FUNCTION};
 pub use device::{CLASS_NETWORK, InfoSources, NetIface, PciDevice, Sriov, running_modules_dir};
 pub use error::{Error, Result};
 pub use net::{IfState, NetSnapshot};
@@ -47,3 +46,4 @@ pub use record::{
     driver_path_value, xenstore_driver_path_key,
 };
 pub use sysfs::{KernelIo, PCIBACK, RealKernel, Sysfs};
+pub use xentypes::{Bdf, MAX_DEVICE, MAX_FUNCTION};

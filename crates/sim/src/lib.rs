@@ -18,7 +18,7 @@
 //!
 //! ```
 //! assert_eq!(sim::netns::ns_name("demo", "guest1"), "drvdom-demo-guest1");
-//! assert_eq!(sim::netback::parse_mac("00:16:3e:00:00:01"), Some([0, 0x16, 0x3e, 0, 0, 1]));
+//! assert_eq!(sim::netback::parse_mac("00:16:3e:00:00:01").map(|m| m.0), Some([0, 0x16, 0x3e, 0, 0, 1]));
 //! ```
 
 #![forbid(unsafe_code)]

@@ -28,7 +28,7 @@ use futures::future::FutureExt;
 use futures::stream::SelectAll;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
-use xenbus::XenbusState;
+use xenbus::{MacAddr, XenbusState};
 use xenstore::{AsyncClient, DomId};
 
 use crate::error::{Error, Result, chain};
@@ -227,18 +227,10 @@ fn parse_state(raw: Option<Vec<u8>>) -> Option<XenbusState> {
     raw.and_then(|r| XenbusState::parse_bytes(&r).ok())
 }
 
-/// Parse a MAC `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.trim().split(':');
-    for b in &mut mac {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
+/// Parse a MAC `aa:bb:cc:dd:ee:ff` as netback reads the frontend's `mac`
+/// (two hex digits per octet).
+pub fn parse_mac(s: &str) -> Option<MacAddr> {
+    MacAddr::parse_strict(s.trim()).ok()
 }
 
 /// What to do after one reconcile pass.
@@ -398,7 +390,7 @@ impl Device {
         if self.nl.index_of(&vif).await?.is_none() {
             let peer = format!("eth{}", self.devid);
             self.nl
-                .add_veth_into(&vif, &crate::netns::ns_path(&ns), &peer, mac)
+                .add_veth_into(&vif, &crate::netns::ns_path(&ns), &peer, mac.0)
                 .await?;
             info!(%vif, guest_ns = %ns, "vif created");
         }
@@ -495,7 +487,7 @@ mod tests {
     fn mac_parsing() {
         assert_eq!(
             parse_mac("00:16:3e:01:02:0a"),
-            Some([0, 0x16, 0x3e, 1, 2, 0x0a])
+            Some(MacAddr([0, 0x16, 0x3e, 1, 2, 0x0a]))
         );
         assert_eq!(parse_mac("00:16:3e:01:02"), None);
         assert_eq!(parse_mac("00:16:3e:01:02:03:04"), None);
@@ -535,8 +527,8 @@ mod proptests {
         #[test]
         fn macs_round_trip(mac in any::<[u8; 6]>()) {
             let text = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-            prop_assert_eq!(parse_mac(&text), Some(mac));
-            prop_assert_eq!(parse_mac(&text.to_uppercase()), Some(mac));
+            prop_assert_eq!(parse_mac(&text), Some(MacAddr(mac)));
+            prop_assert_eq!(parse_mac(&text.to_uppercase()), Some(MacAddr(mac)));
         }
 
         #[test]

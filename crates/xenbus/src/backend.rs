@@ -8,11 +8,11 @@
 use xenstore::AsyncClient;
 
 use crate::error::{Error, Result};
-use crate::mac::MacAddr;
 use crate::paths::{BackendPath, keys};
 use crate::state::XenbusState;
 use crate::validate;
 use crate::vif::VifType;
+use xentypes::MacAddr;
 
 /// Longest `ip` list accepted.
 const IP_MAX: usize = 1024;

@@ -29,6 +29,9 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A MAC, BDF, domid or devid that does not parse.
+    #[error(transparent)]
+    Value(#[from] xentypes::Error),
     /// The domain has no `/local/domain/<id>` node.
     #[error("domain {0} does not exist in xenstore (no /local/domain/{0})")]
     NoSuchDomain(DomId),
@@ -104,6 +107,7 @@ impl Error {
         match self {
             Error::Xenstore { source, .. } => Some(source),
             Error::InvalidValue { .. }
+            | Error::Value(_)
             | Error::NoSuchDomain(_)
             | Error::NoSuchDevice { .. }
             | Error::DeviceGone { .. }

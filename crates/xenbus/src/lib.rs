@@ -21,7 +21,7 @@
 pub mod backend;
 pub mod domain;
 mod error;
-mod mac;
+
 pub mod paths;
 pub mod pci;
 mod state;
@@ -32,12 +32,12 @@ mod wait;
 pub use backend::{BackendStatus, VifSettings, read_status, read_vif_settings};
 pub use domain::{DomainSpec, DomainType, destroy_domain, make_domain};
 pub use error::{Error, Result};
-pub use mac::{MacAddr, XEN_OUI};
 pub use paths::{BackendPath, DevId, DeviceKind, FrontendPath, LibxlPath, keys};
-pub use pci::{PciBdf, PciFunction, RdmPolicy, attach_pci};
+pub use pci::{Bdf, PciFunction, RdmPolicy, attach_pci};
 pub use state::{ALL_STATES, ParseStateError, XenbusState};
 pub use vif::{
     DEFAULT_BRIDGE, DEFAULT_VIF_SCRIPT, DetachOptions, DetachOutcome, VifConfig, VifInfo, VifRate,
     VifType, attach_vif, detach_vif, find_backend, list_vifs, remove_device_nodes,
 };
 pub use wait::{read_state, unique_token, wait_for_removal, wait_for_state, write_state};
+pub use xentypes::{MacAddr, XEN_OUI};

@@ -53,47 +53,7 @@ impl FromStr for DeviceKind {
     }
 }
 
-/// A device id (libxl `devid`, the `handle` of a vif).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct DevId(pub u32);
-
-impl DevId {
-    /// Largest devid accepted: libxl keeps devids in a C `int`.
-    pub const MAX: u32 = i32::MAX as u32;
-
-    /// Parse a devid from xenstore bytes: decimal digits only, at most
-    /// [`DevId::MAX`].
-    pub fn parse_bytes(raw: &[u8]) -> Result<DevId> {
-        let bad = |reason| Error::invalid("devid", raw, reason);
-        if raw.is_empty() || raw.len() > 10 || !raw.iter().all(u8::is_ascii_digit) {
-            return Err(bad("expected a decimal number"));
-        }
-        if raw.len() > 1 && raw[0] == b'0' {
-            return Err(bad("leading zeros are not allowed"));
-        }
-        let n = raw
-            .iter()
-            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-        u32::try_from(n)
-            .ok()
-            .filter(|n| *n <= DevId::MAX)
-            .map(DevId)
-            .ok_or_else(|| bad("out of range"))
-    }
-}
-
-impl fmt::Display for DevId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl FromStr for DevId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        DevId::parse_bytes(s.as_bytes())
-    }
-}
+pub use xentypes::DevId;
 
 /// Parse a domid component of a path strictly (no leading zeros, real domain).
 fn parse_domid(s: &str) -> Option<DomId> {

@@ -12,7 +12,6 @@ use tracing::{debug, info, warn};
 use xenstore::{Access, AsyncClient, DomId, PermList, Transaction, XsErrno};
 
 use crate::error::{Error, Result};
-use crate::mac::MacAddr;
 use crate::paths::{
     BackendPath, DevId, DeviceKind, FrontendPath, LibxlPath, backend_guest_dir, domain_path,
     frontend_kind_dir, keys, libxl_kind_dir,
@@ -20,6 +19,7 @@ use crate::paths::{
 use crate::state::XenbusState;
 use crate::validate;
 use crate::wait::{wait_for_removal, wait_for_state};
+use xentypes::MacAddr;
 
 /// Default hotplug script (`<XEN_SCRIPT_DIR>/vif-bridge`, Debian's path).
 pub const DEFAULT_VIF_SCRIPT: &str = "/etc/xen/scripts/vif-bridge";

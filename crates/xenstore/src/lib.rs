@@ -50,4 +50,5 @@ pub use client::{AsyncClient, BlockingTransaction, Client, Transaction, WatchEve
 pub use errno::XsErrno;
 pub use error::{Error, Result};
 pub use perms::{Access, Perm, PermList};
-pub use types::{DomId, ParseDomIdError, ReqId, TxId};
+pub use types::{ReqId, TxId};
+pub use xentypes::DomId;

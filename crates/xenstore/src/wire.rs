@@ -6,9 +6,9 @@
 //! bytes), and converts payloads to typed [`Request`]s and [`Response`]s.
 //! Nothing here does IO; the clients and the server are layered on top.
 
+use crate::DomId;
 use crate::errno::XsErrno;
 use crate::perms::PermList;
-use crate::types::DomId;
 
 /// Header length in bytes (`struct xsd_sockmsg`).
 pub const HEADER_LEN: usize = 16;

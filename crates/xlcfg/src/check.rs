@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::diag::{Diagnostic, Kind, Locator, Severity};
 use crate::domain::DomainConfig;
-use crate::pci::Bdf;
+use crate::pci::PciAddr;
 use crate::vif::MacAddr;
 
 /// One file that parsed and interpreted.
@@ -60,7 +60,7 @@ pub fn cross_check(files: &[CheckedFile]) -> Vec<Vec<Diagnostic>> {
         .map(|(i, f)| (f.config.name.as_str(), i))
         .collect();
     let mut macs: HashMap<MacAddr, (usize, Option<Range<usize>>)> = HashMap::new();
-    let mut bdfs: Vec<(Bdf, usize, Option<Range<usize>>)> = Vec::new();
+    let mut bdfs: Vec<(PciAddr, usize, Option<Range<usize>>)> = Vec::new();
     let mut backends_named: HashMap<&str, ()> = HashMap::new();
 
     for (fi, f) in files.iter().enumerate() {

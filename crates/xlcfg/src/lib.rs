@@ -44,7 +44,7 @@ pub use disk::{DiskBackend, DiskFormat, DiskParse, DiskSpec, DiskSpecification};
 pub use document::{Document, Entry, Op, Origin, Parsed, Piece, Value, quote};
 pub use domain::{Action, Actions, Disk, DomainConfig, DomainType, Interpreted, Nic, PciDevice};
 pub use error::{Error, Result};
-pub use pci::{Bdf, Func, PciParse, PciSpec, PciTarget, RdmPolicy};
+pub use pci::{Bdf, Func, PciAddr, PciParse, PciSpec, PciTarget, RdmPolicy};
 pub use settings::{CLong, GetterWarning, Setting, Settings, c_strtol0};
 pub use vif::{
     DEFAULT_RATE_INTERVAL_USECS, MacAddr, NicType, Rate, SpecWarning, VifParse, VifSpec,

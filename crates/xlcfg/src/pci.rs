@@ -10,6 +10,8 @@ use crate::cnum::{atoi, scan_hex};
 use crate::error::{Error, Result};
 use crate::vif::SpecWarning;
 
+pub use xentypes::Bdf;
+
 /// `ERROR_INVAL`: xl's exit status for most pci spec errors.
 const EXIT_INVAL: i32 = 6;
 /// `ERROR_FAIL`: xl's exit status for an unknown `rdm_policy`.
@@ -31,32 +33,46 @@ pub enum Func {
     All,
 }
 
-/// A PCI address, `dddd:bb:dd.f` (the domain may be omitted, meaning 0).
+/// What an xl `pci` entry addresses: one PCI function (a [`Bdf`]), or
+/// with `*` every function of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Bdf {
-    /// PCI segment (domain), ≤ 0xffff.
-    pub domain: u16,
-    /// Bus, ≤ 0xff.
-    pub bus: u8,
-    /// Device, ≤ 0x1f.
-    pub dev: u8,
-    /// Function.
+pub struct PciAddr {
+    /// The address; its function is 0 when `func` is [`Func::All`].
+    pub bdf: Bdf,
+    /// The function as written.
     pub func: Func,
 }
 
-impl Bdf {
+impl PciAddr {
+    /// One function.
+    pub fn one(bdf: Bdf) -> PciAddr {
+        PciAddr {
+            bdf,
+            func: Func::One(bdf.function()),
+        }
+    }
+
     /// True when the two addresses can name the same function.
-    pub fn overlaps(&self, o: &Bdf) -> bool {
-        self.domain == o.domain
-            && self.bus == o.bus
-            && self.dev == o.dev
+    pub fn overlaps(&self, o: &PciAddr) -> bool {
+        self.bdf.domain() == o.bdf.domain()
+            && self.bdf.bus() == o.bdf.bus()
+            && self.bdf.device() == o.bdf.device()
             && (self.func == o.func || self.func == Func::All || o.func == Func::All)
+    }
+
+    /// The single function addressed, or `None` for `*`.
+    pub fn function(&self) -> Option<Bdf> {
+        match self.func {
+            Func::One(_) => Some(self.bdf),
+            Func::All => None,
+        }
     }
 }
 
-impl fmt::Display for Bdf {
+impl fmt::Display for PciAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.", self.domain, self.bus, self.dev)?;
+        let b = &self.bdf;
+        write!(f, "{:04x}:{:02x}:{:02x}.", b.domain(), b.bus(), b.device())?;
         match self.func {
             Func::One(n) => write!(f, "{n}"),
             Func::All => f.write_str("*"),
@@ -64,13 +80,13 @@ impl fmt::Display for Bdf {
     }
 }
 
-impl Serialize for Bdf {
+impl Serialize for PciAddr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl FromStr for Bdf {
+impl FromStr for PciAddr {
     type Err = Error;
     /// The xl forms: `[dddd:]bb:dd.f` with hex numbers, `f` may be `*`.
     fn from_str(s: &str) -> Result<Self> {
@@ -89,7 +105,7 @@ impl FromStr for Bdf {
 /// Scan a BDF at the start of `s` like libxlutil's `parse_bdf`: count the
 /// colons in the leading run of hex digits and `:`, then `sscanf` with
 /// `%x`. Returns the address and the bytes used.
-pub(crate) fn parse_bdf(s: &[u8]) -> Option<(Bdf, usize)> {
+pub(crate) fn parse_bdf(s: &[u8]) -> Option<(PciAddr, usize)> {
     let colons = s
         .iter()
         .take_while(|c| c.is_ascii_hexdigit() || **c == b':')
@@ -131,23 +147,20 @@ pub(crate) fn parse_bdf(s: &[u8]) -> Option<(Bdf, usize)> {
         p += used;
         Func::One(f as u8)
     };
-    Some((
-        Bdf {
-            domain: domain as u16,
-            bus: bus as u8,
-            dev: dev as u8,
-            func,
-        },
-        p,
-    ))
+    let f = match func {
+        Func::One(f) => f,
+        Func::All => 0,
+    };
+    let bdf = Bdf::new(domain, bus as u8, dev as u8, f).ok()?;
+    Some((PciAddr { bdf, func }, p))
 }
 
 /// What the entry names: a device address, or a name from the assignable list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PciTarget {
-    /// A BDF.
-    Bdf(Bdf),
+    /// A device address.
+    Bdf(PciAddr),
     /// `name=`
     Name(String),
 }
@@ -246,7 +259,7 @@ fn flag(v: &str, key: &str, at: std::ops::Range<usize>, w: &mut Vec<SpecWarning>
 
 impl PciSpec {
     /// A spec for a device address with no options.
-    pub fn new(bdf: Bdf) -> Self {
+    pub fn new(bdf: PciAddr) -> Self {
         Self {
             target: PciTarget::Bdf(bdf),
             vslot: None,
@@ -259,7 +272,7 @@ impl PciSpec {
     }
 
     /// The address, when the entry names one.
-    pub fn bdf(&self) -> Option<Bdf> {
+    pub fn bdf(&self) -> Option<PciAddr> {
         match self.target {
             PciTarget::Bdf(b) => Some(b),
             PciTarget::Name(_) => None,
@@ -273,10 +286,8 @@ impl PciSpec {
         let mut bdf = None;
         let mut name = None;
         let mut vslot = None;
-        let mut out = PciSpec::new(Bdf {
-            domain: 0,
-            bus: 0,
-            dev: 0,
+        let mut out = PciSpec::new(PciAddr {
+            bdf: Bdf::default(),
             func: Func::One(0),
         });
         let mut p = 0;
@@ -430,19 +441,14 @@ mod tests {
 
     #[test]
     fn bdf_golden() {
-        let b: Bdf = "0000:03:00.1".parse().unwrap();
-        assert_eq!(
-            b,
-            Bdf {
-                domain: 0,
-                bus: 3,
-                dev: 0,
-                func: Func::One(1)
-            }
-        );
+        let b: PciAddr = "0000:03:00.1".parse().unwrap();
+        assert_eq!(b, PciAddr::one(Bdf::new(0, 3, 0, 1).unwrap()));
         assert_eq!(b.to_string(), "0000:03:00.1");
-        assert_eq!("3:0.*".parse::<Bdf>().unwrap().to_string(), "0000:03:00.*");
-        assert!("03:20.0".parse::<Bdf>().is_err());
+        let all: PciAddr = "3:0.*".parse().unwrap();
+        assert_eq!(all.to_string(), "0000:03:00.*");
+        assert_eq!(all.function(), None);
+        assert!(all.overlaps(&b));
+        assert!("03:20.0".parse::<PciAddr>().is_err());
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 
 use serde::Serialize;
 
@@ -21,66 +20,7 @@ pub struct SpecWarning {
     pub span: Range<usize>,
 }
 
-/// A MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// The Xen OUI, 00:16:3e.
-    pub const XEN_OUI: [u8; 3] = [0x00, 0x16, 0x3e];
-
-    /// True when the address is in the Xen OUI.
-    pub fn is_xen_oui(&self) -> bool {
-        self.0[..3] == Self::XEN_OUI
-    }
-
-    /// True for 00:00:00:00:00:00 (libxl's "unset": pick a random one).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = Error;
-    /// Strict form: six two-digit hex octets separated by `:`.
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Spec {
-            device: "vif",
-            spec: s.to_owned(),
-            message: "a MAC address is six hex octets separated by `:`".into(),
-            exit_status: 1,
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut m = [0u8; 6];
-        for (o, p) in m.iter_mut().zip(parts) {
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        Ok(MacAddr(m))
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+pub use xentypes::MacAddr;
 
 /// `type=`: the NIC type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

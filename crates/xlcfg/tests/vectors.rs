@@ -232,9 +232,9 @@ fn pci_json(p: &xlcfg::PciDevice) -> J {
     match &p.spec.target {
         xlcfg::PciTarget::Bdf(b) => {
             for (k, v) in [
-                ("domain", u32::from(b.domain)),
-                ("bus", u32::from(b.bus)),
-                ("dev", u32::from(b.dev)),
+                ("domain", b.bdf.domain()),
+                ("bus", u32::from(b.bdf.bus())),
+                ("dev", u32::from(b.bdf.device())),
             ] {
                 if v != 0 {
                     m.insert(k.into(), json!(v));

@@ -2,7 +2,7 @@
 //! network-attach/-detach` do to xenstore, through `xenbus`.
 
 use xenbus::{
-    DetachOptions, DetachOutcome, DevId, DomainSpec, MacAddr, PciBdf, PciFunction, VifConfig,
+    Bdf, DetachOptions, DetachOutcome, DevId, DomainSpec, MacAddr, PciFunction, VifConfig,
     XenbusState,
 };
 use xenstore::{AsyncClient, DomId};
@@ -47,9 +47,9 @@ pub(crate) async fn assign_pci(
     dd_name: &str,
     bdf: &str,
 ) -> Result<()> {
-    let bdf: PciBdf = bdf
-        .parse()
-        .map_err(Error::xb(format!("parse pci address {bdf}")))?;
+    let bdf: Bdf = bdf
+        .parse::<Bdf>()
+        .map_err(|e| Error::xb(format!("parse pci address {bdf}"))(e.into()))?;
     xenbus::attach_pci(dom0, dd, dd_name, &[PciFunction::new(bdf)])
         .await
         .map_err(Error::xb(format!(
@@ -91,7 +91,9 @@ pub async fn attach_guest_vif(
 ) -> Result<(DevId, XenbusState, XenbusState)> {
     let mut cfg = VifConfig::new(be);
     if let Some(m) = mac {
-        let m: MacAddr = m.parse().map_err(Error::xb(format!("parse mac {m}")))?;
+        let m: MacAddr = m
+            .parse()
+            .map_err(|e: xentypes::Error| Error::xb(format!("parse mac {m}"))(e.into()))?;
         cfg = cfg.mac(m);
     }
     if let Some(b) = bridge {

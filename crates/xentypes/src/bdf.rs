@@ -19,11 +19,12 @@ pub const MAX_FUNCTION: u8 = 7;
 /// `0000:03:00.0`. Ordered by domain, bus, device, function.
 ///
 /// ```
-/// let b: pci::Bdf = "3:0.1".parse().unwrap();
+/// let b: xentypes::Bdf = "3:0.1".parse().unwrap();
 /// assert_eq!(b.to_string(), "0000:03:00.1");
 /// assert_eq!(b.xenstore_key(), "0000-03-00-1");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `Default` is `0000:00:00.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Bdf {
     domain: u32,
     bus: u8,
