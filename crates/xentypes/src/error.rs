@@ -20,6 +20,14 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// Not an address with a prefix length.
+    #[error("invalid IP address {input:?}: {reason}")]
+    InvalidIp {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// Not a domain id.
     #[error("invalid domain id {input:?}: expected a decimal number 0..=65535")]
     InvalidDomId {

@@ -1,5 +1,5 @@
 //! The value types shared by every drvdom crate, each defined once here:
-//! [`MacAddr`], [`Bdf`], [`DomId`] and [`DevId`].
+//! [`MacAddr`], [`Bdf`], [`DomId`], [`DevId`] and [`IpCidr`].
 //!
 //! This crate sits below all others (it depends on nothing of ours), so
 //! the xl.cfg parser, the PCI manager, the xenstore client, the device
@@ -21,9 +21,11 @@
 mod bdf;
 mod error;
 mod ids;
+mod ip;
 mod mac;
 
 pub use bdf::{Bdf, MAX_DEVICE, MAX_FUNCTION};
 pub use error::{Error, Result};
 pub use ids::{DevId, DomId};
+pub use ip::IpCidr;
 pub use mac::{MacAddr, XEN_OUI};
