@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use agent::{AgentConfig, HostKind, LegacyMode};
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing::warn;
 use tracing_subscriber::EnvFilter;
 use xenstore::DomId;
@@ -42,6 +42,9 @@ struct Args {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Write the man page (drvdom-agent.8) into DIR and exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_man: Option<PathBuf>,
 }
 
 const LONG_ABOUT: &str = "\
@@ -162,6 +165,23 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_man {
+        return match clidoc::write_man_pages(
+            Args::command(),
+            "8",
+            &["drvdom(1)", "drvdom-xenstored(8)", "xl(1)"],
+            dir,
+        ) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                #[allow(clippy::print_stderr)] // the binary's one error report
+                {
+                    eprintln!("error: {:#}", anyhow::Error::new(err));
+                }
+                ExitCode::from(1)
+            }
+        };
+    }
     let default = match args.verbose {
         0 => "info",
         1 => "debug",

@@ -2,6 +2,7 @@
 //! `--xenstore`, no `$XENSTORED_PATH`) on this machine, which is no Xen
 //! domain: it must log why and exit 0 at once, so that the packaged
 //! service does nothing (and is not restarted) outside a driver domain.
+//! Also: the hidden `--generate-man` the packaging uses.
 
 // Helpers outside #[test] fns unwrap too: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -94,4 +95,34 @@ fn explicit_endpoint_skips_the_host_check() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot connect to xenstore"), "{err}");
     assert!(!err.contains("not a Xen domain"), "{err}");
+}
+
+#[test]
+fn generate_man_writes_drvdom_agent_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = finish(
+        agent()
+            .arg("--generate-man")
+            .arg(dir.path())
+            .spawn()
+            .unwrap(),
+        "drvdom-agent --generate-man",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["drvdom-agent.8"]);
+    let page = std::fs::read_to_string(dir.path().join("drvdom-agent.8")).unwrap();
+    assert!(page.contains(".TH drvdom-agent 8"), "{page}");
+    for want in [
+        "/etc/default/drvdom\\-agent",
+        "DRVDOM_AGENT_UPLINK",
+        "control_d",
+        "\\-\\-uplink",
+    ] {
+        assert!(page.contains(want), "no {want:?} in the page:\n{page}");
+    }
+    assert!(!page.contains("generate\\-man"), "hidden option documented");
 }
