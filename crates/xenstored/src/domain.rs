@@ -1,16 +1,22 @@
 //! Domains known to the server (cxenstored `xenstored_domain.c`): which are
 //! introduced, their SET_TARGET targets, the permissions of the special
-//! `@introduceDomain`/`@releaseDomain` nodes, and per-domain counters for
-//! the watch and transaction quotas.
+//! `@introduceDomain`/`@releaseDomain` nodes, per-domain counters for the
+//! watch and transaction quotas, the memory a domain holds besides its
+//! nodes (watches, transactions, queued output), and quotas set for one
+//! domain (`CONTROL quota-set`).
 
 use std::collections::HashMap;
 
-use xenstore::{Access, DomId, Perm};
+use xenstore::{Access, DomId, Perm, XsErrno};
+
+use crate::quota::Quotas;
 
 /// Per-domain state.
 #[derive(Debug, Default, Clone)]
 struct Domain {
     target: Option<DomId>,
+    /// Quotas set for this domain only, applied over the global ones.
+    quotas: Vec<(String, u32)>,
 }
 
 /// The domain table.
@@ -22,6 +28,8 @@ pub(crate) struct Domains {
     pub release_perms: Vec<Perm>,
     watches: HashMap<u16, u32>,
     transactions: HashMap<u16, u32>,
+    /// Bytes held besides owned nodes: watches, transactions, output.
+    extra: HashMap<u16, u64>,
 }
 
 impl Domains {
@@ -33,6 +41,7 @@ impl Domains {
             release_perms: n0,
             watches: HashMap::new(),
             transactions: HashMap::new(),
+            extra: HashMap::new(),
         }
     }
 
@@ -62,6 +71,44 @@ impl Domains {
         self.watches.remove(&d.0);
         self.transactions.remove(&d.0);
         was
+    }
+
+    /// The quotas that apply to `d`: `global` with `d`'s own settings.
+    pub(crate) fn quotas_of(&self, d: DomId, global: &Quotas) -> Quotas {
+        let mut q = *global;
+        if let Some(dom) = self.introduced.get(&d.0) {
+            for (name, v) in &dom.quotas {
+                let _ = q.set(name, *v);
+            }
+        }
+        q
+    }
+
+    /// Set quota `name` for domain `d` only (`ENOENT` if not introduced,
+    /// `EINVAL` for an unknown name). Released with the domain.
+    pub(crate) fn set_quota(&mut self, d: DomId, name: &str, v: u32) -> Result<(), XsErrno> {
+        Quotas::default().set(name, v)?;
+        let dom = self.introduced.get_mut(&d.0).ok_or(XsErrno::Enoent)?;
+        dom.quotas.retain(|(n, _)| n != name);
+        dom.quotas.push((name.to_string(), v));
+        Ok(())
+    }
+
+    /// Bytes `d` holds besides its nodes.
+    pub(crate) fn extra(&self, d: DomId) -> u64 {
+        self.extra.get(&d.0).copied().unwrap_or(0)
+    }
+
+    /// Adjust the bytes `d` holds besides its nodes.
+    pub(crate) fn add_extra(&mut self, d: DomId, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        let c = self.extra.entry(d.0).or_insert(0);
+        *c = u64::try_from((*c as i64 + delta).max(0)).unwrap_or(0);
+        if *c == 0 {
+            self.extra.remove(&d.0);
+        }
     }
 
     /// The SET_TARGET target of `d`.
@@ -133,5 +180,17 @@ mod tests {
         assert_eq!(d.watches(DomId(5)), 0);
         assert!(!d.release(DomId(5)));
         assert_eq!(d.list(), vec![DomId(6)]);
+        // per-domain quotas
+        let g = Quotas::default();
+        assert_eq!(d.set_quota(DomId(5), "nodes", 9), Err(XsErrno::Enoent));
+        assert_eq!(d.set_quota(DomId(6), "bogus", 9), Err(XsErrno::Einval));
+        d.set_quota(DomId(6), "nodes", 9).unwrap();
+        d.set_quota(DomId(6), "nodes", 10).unwrap();
+        assert_eq!(d.quotas_of(DomId(6), &g).nodes, 10);
+        assert_eq!(d.quotas_of(DomId(6), &g).watches, g.watches);
+        assert_eq!(d.quotas_of(DomId(7), &g), g);
+        d.add_extra(DomId(6), 100);
+        d.add_extra(DomId(6), -40);
+        assert_eq!(d.extra(DomId(6)), 60);
     }
 }

@@ -55,7 +55,7 @@ pub fn drive(data: &[u8]) {
         let n = usize::from(*len).min(tail.len());
         bufs[i].extend_from_slice(&tail[..n]);
         rest = &tail[n..];
-        match s.feed(conns[i], &bufs[i], usize::MAX) {
+        match s.feed(conns[i], &bufs[i], crate::server::Budget::UNLIMITED) {
             Ok((used, _)) => {
                 bufs[i].drain(..used);
             }

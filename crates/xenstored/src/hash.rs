@@ -46,8 +46,10 @@ impl BuildHasher for FastState {
     }
 }
 
-/// The hasher: absorbs 8 bytes per folded multiply.
-#[derive(Debug)]
+/// The hasher: absorbs 8 bytes per folded multiply. Cloning it forks the
+/// state (the watch index hashes every prefix of a path this way in one
+/// pass).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct FastHasher {
     acc: u64,
 }
