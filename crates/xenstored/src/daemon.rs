@@ -172,8 +172,8 @@ pub struct Daemon {
     free: Vec<usize>,
     by_cid: HashMap<ConnId, usize, FastState>,
     by_domain: HashMap<u16, usize, FastState>,
-    sched: Sched<usize>,
-    scratch: Vec<u8>,
+    sched: Sched,
+    scratch: Box<[u8]>,
     domain_dir: Option<PathBuf>,
     main_socket: PathBuf,
     stop: Arc<AtomicBool>,
@@ -239,7 +239,7 @@ impl Daemon {
             by_cid: HashMap::default(),
             by_domain: HashMap::default(),
             sched: Sched::default(),
-            scratch: Vec::with_capacity(READ_CHUNK),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             domain_dir: config.domain_socket_dir.clone(),
             main_socket: config.socket.clone(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -432,7 +432,7 @@ impl Daemon {
         }));
         debug_assert_eq!(got, i);
         self.by_cid.insert(cid, i);
-        self.sched.add(i, Group::of(domid, i));
+        self.sched.add(i, Group::of(domid));
         self.sched.ready(i);
         debug!(conn = cid.0, domid = domid.0, "connection opened");
     }
@@ -539,9 +539,12 @@ impl Daemon {
         };
         let start_work = self.server.work();
         let mut requests = 0usize;
+        // Input is read into the shared scratch buffer (allocated and
+        // zeroed once) and handled from there; only what is left over is
+        // copied into the connection's own buffer. At most one of the two
+        // holds data.
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut pos = 0usize;
+        let (mut pos, mut len) = (0usize, 0usize);
         let mut broken = false;
         loop {
             let left = Budget {
@@ -554,7 +557,7 @@ impl Daemon {
             // 1. requests already buffered
             let from_scratch = c.inbuf.is_empty();
             let src: &[u8] = if from_scratch {
-                &scratch[pos..]
+                &scratch[pos..len]
             } else {
                 &c.inbuf
             };
@@ -583,35 +586,30 @@ impl Daemon {
             if !c.readable {
                 break;
             }
-            if from_scratch && pos < scratch.len() {
-                c.inbuf.extend_from_slice(&scratch[pos..]);
+            if from_scratch && pos < len {
+                c.inbuf.extend_from_slice(&scratch[pos..len]);
             }
-            scratch.clear();
-            pos = 0;
-            let buf = if c.inbuf.is_empty() {
-                &mut scratch
-            } else {
-                &mut c.inbuf
-            };
-            let at = buf.len();
-            buf.resize(at + READ_CHUNK, 0);
-            let r = c.transport.read(&mut buf[at..]);
-            let got = match &r {
-                Ok(n) => *n,
-                Err(_) => 0,
-            };
-            buf.truncate(at + got);
+            (pos, len) = (0, 0);
+            let r = c.transport.read(&mut scratch);
             match r {
                 Ok(0) => {
                     broken = true;
                     break;
                 }
-                // A read that does not fill the buffer drained the socket:
-                // with edge-triggered readiness, data arriving later
-                // raises a new event, so no second read that would fail
-                // with EAGAIN.
-                Ok(n) if n < READ_CHUNK => c.readable = false,
-                Ok(_) => {}
+                Ok(n) => {
+                    // A read that does not fill the buffer drained the
+                    // socket: with edge-triggered readiness, data arriving
+                    // later raises a new event, so no second read that
+                    // would fail with EAGAIN.
+                    if n < scratch.len() {
+                        c.readable = false;
+                    }
+                    if c.inbuf.is_empty() {
+                        len = n;
+                    } else {
+                        c.inbuf.extend_from_slice(&scratch[..n]);
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -621,8 +619,8 @@ impl Daemon {
                 }
             }
         }
-        if pos < scratch.len() {
-            c.inbuf.extend_from_slice(&scratch[pos..]);
+        if pos < len {
+            c.inbuf.extend_from_slice(&scratch[pos..len]);
         }
         if c.inbuf.is_empty() && c.inbuf.capacity() > 0 {
             c.inbuf = Vec::new();

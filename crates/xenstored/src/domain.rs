@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use xenstore::{Access, DomId, Perm, XsErrno};
 
+use crate::hash::FastState;
 use crate::quota::Quotas;
 
 /// Per-domain state.
@@ -21,27 +22,27 @@ struct Domain {
 
 /// The domain table.
 pub(crate) struct Domains {
-    introduced: HashMap<u16, Domain>,
+    introduced: HashMap<u16, Domain, FastState>,
     /// Permissions of `@introduceDomain`.
     pub intro_perms: Vec<Perm>,
     /// Permissions of `@releaseDomain`.
     pub release_perms: Vec<Perm>,
-    watches: HashMap<u16, u32>,
-    transactions: HashMap<u16, u32>,
+    watches: HashMap<u16, u32, FastState>,
+    transactions: HashMap<u16, u32, FastState>,
     /// Bytes held besides owned nodes: watches, transactions, output.
-    extra: HashMap<u16, u64>,
+    extra: HashMap<u16, u64, FastState>,
 }
 
 impl Domains {
     pub(crate) fn new() -> Domains {
         let n0 = vec![Perm::new(Access::None, DomId::DOM0)];
         Domains {
-            introduced: HashMap::new(),
+            introduced: HashMap::default(),
             intro_perms: n0.clone(),
             release_perms: n0,
-            watches: HashMap::new(),
-            transactions: HashMap::new(),
-            extra: HashMap::new(),
+            watches: HashMap::default(),
+            transactions: HashMap::default(),
+            extra: HashMap::default(),
         }
     }
 
@@ -99,9 +100,10 @@ impl Domains {
         self.extra.get(&d.0).copied().unwrap_or(0)
     }
 
-    /// Adjust the bytes `d` holds besides its nodes.
+    /// Adjust the bytes `d` holds besides its nodes (not kept for dom0,
+    /// which has no quota).
     pub(crate) fn add_extra(&mut self, d: DomId, delta: i64) {
-        if delta == 0 {
+        if delta == 0 || d == DomId::DOM0 {
             return;
         }
         let c = self.extra.entry(d.0).or_insert(0);
@@ -151,7 +153,7 @@ impl Domains {
     }
 }
 
-fn bump(m: &mut HashMap<u16, u32>, d: DomId, delta: i64) {
+fn bump(m: &mut HashMap<u16, u32, FastState>, d: DomId, delta: i64) {
     let c = m.entry(d.0).or_insert(0);
     *c = u32::try_from((i64::from(*c) + delta).max(0)).unwrap_or(u32::MAX);
     if *c == 0 {

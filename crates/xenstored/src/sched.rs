@@ -24,7 +24,6 @@
 //! plugs in the same way: report readiness, serve turns.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 
 use xenstore::DomId;
 
@@ -32,71 +31,93 @@ use crate::hash::FastState;
 
 /// Who a connection's turns are shared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group<K> {
+pub enum Group {
     /// All connections of an unprivileged domain.
     Domain(DomId),
     /// A privileged connection alone.
-    Own(K),
+    Own,
 }
 
-impl<K> Group<K> {
-    /// The group of connection `key` acting as `domid`.
-    pub fn of(domid: DomId, key: K) -> Group<K> {
+impl Group {
+    /// The group of a connection acting as `domid`.
+    pub fn of(domid: DomId) -> Group {
         if domid == DomId::DOM0 {
-            Group::Own(key)
+            Group::Own
         } else {
             Group::Domain(domid)
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Own(usize),
+    Domain(DomId),
+}
+
 #[derive(Debug)]
-struct Member<K> {
-    group: Group<K>,
+struct Member {
+    group: Group,
     queued: bool,
 }
 
-/// Round-robin queues of ready connections, grouped.
-#[derive(Debug)]
-pub struct Sched<K: Copy + Eq + Hash> {
-    members: HashMap<K, Member<K>, FastState>,
-    groups: HashMap<Group<K>, VecDeque<K>, FastState>,
-    order: VecDeque<Group<K>>,
+#[derive(Debug, Default)]
+struct DomainQueue {
+    ready: VecDeque<usize>,
+    members: usize,
+    in_round: bool,
 }
 
-impl<K: Copy + Eq + Hash> Default for Sched<K> {
-    fn default() -> Self {
-        Sched {
-            members: HashMap::default(),
-            groups: HashMap::default(),
-            order: VecDeque::new(),
-        }
-    }
+/// Round-robin queues of ready connections, grouped. Keys are small
+/// integers (the IO layer's connection slots).
+#[derive(Debug, Default)]
+pub struct Sched {
+    members: Vec<Option<Member>>,
+    domains: HashMap<DomId, DomainQueue, FastState>,
+    round: VecDeque<Turn>,
 }
 
-impl<K: Copy + Eq + Hash> Sched<K> {
+impl Sched {
     /// Start scheduling `key` in `group` (not ready yet).
-    pub fn add(&mut self, key: K, group: Group<K>) {
-        self.members.insert(
-            key,
-            Member {
-                group,
-                queued: false,
-            },
-        );
+    pub fn add(&mut self, key: usize, group: Group) {
+        if self.members.len() <= key {
+            self.members.resize_with(key + 1, || None);
+        }
+        self.remove(key);
+        self.members[key] = Some(Member {
+            group,
+            queued: false,
+        });
+        if let Group::Domain(d) = group {
+            self.domains.entry(d).or_default().members += 1;
+        }
     }
 
     /// Stop scheduling `key`.
-    pub fn remove(&mut self, key: K) {
-        let Some(m) = self.members.remove(&key) else {
+    pub fn remove(&mut self, key: usize) {
+        let Some(m) = self.members.get_mut(key).and_then(Option::take) else {
             return;
         };
-        if m.queued {
-            if let Some(q) = self.groups.get_mut(&m.group) {
-                q.retain(|k| *k != key);
-                if q.is_empty() {
-                    self.groups.remove(&m.group);
-                    self.order.retain(|g| *g != m.group);
+        match m.group {
+            Group::Own => {
+                if m.queued {
+                    self.round.retain(|t| *t != Turn::Own(key));
+                }
+            }
+            Group::Domain(d) => {
+                let Some(q) = self.domains.get_mut(&d) else {
+                    return;
+                };
+                if m.queued {
+                    q.ready.retain(|k| *k != key);
+                    if q.ready.is_empty() && q.in_round {
+                        q.in_round = false;
+                        self.round.retain(|t| *t != Turn::Domain(d));
+                    }
+                }
+                q.members -= 1;
+                if q.members == 0 {
+                    self.domains.remove(&d);
                 }
             }
         }
@@ -104,48 +125,66 @@ impl<K: Copy + Eq + Hash> Sched<K> {
 
     /// `key` is ready: queue it (at the back of its group; the group at the
     /// back of the round if it was idle). No effect if already queued.
-    pub fn ready(&mut self, key: K) {
-        let Some(m) = self.members.get_mut(&key) else {
+    pub fn ready(&mut self, key: usize) {
+        let Some(Some(m)) = self.members.get_mut(key) else {
             return;
         };
         if m.queued {
             return;
         }
         m.queued = true;
-        let q = self.groups.entry(m.group).or_default();
-        if q.is_empty() {
-            self.order.push_back(m.group);
+        match m.group {
+            Group::Own => self.round.push_back(Turn::Own(key)),
+            Group::Domain(d) => {
+                let q = self.domains.entry(d).or_default();
+                q.ready.push_back(key);
+                if !q.in_round {
+                    q.in_round = true;
+                    self.round.push_back(Turn::Domain(d));
+                }
+            }
         }
-        q.push_back(key);
     }
 
     /// The next turn: the first ready connection of the next group. The
     /// group goes to the back of the round if it has more ready
     /// connections; the connection is no longer queued (call
     /// [`Sched::ready`] after its turn if it still has work).
-    pub fn next_turn(&mut self) -> Option<K> {
-        let g = self.order.pop_front()?;
-        let q = self.groups.get_mut(&g)?;
-        let key = q.pop_front()?;
-        if q.is_empty() {
-            self.groups.remove(&g);
-        } else {
-            self.order.push_back(g);
+    pub fn next_turn(&mut self) -> Option<usize> {
+        loop {
+            let key = match self.round.pop_front()? {
+                Turn::Own(k) => k,
+                Turn::Domain(d) => {
+                    let Some(q) = self.domains.get_mut(&d) else {
+                        continue;
+                    };
+                    let Some(k) = q.ready.pop_front() else {
+                        q.in_round = false;
+                        continue;
+                    };
+                    if q.ready.is_empty() {
+                        q.in_round = false;
+                    } else {
+                        self.round.push_back(Turn::Domain(d));
+                    }
+                    k
+                }
+            };
+            if let Some(Some(m)) = self.members.get_mut(key) {
+                m.queued = false;
+                return Some(key);
+            }
         }
-        if let Some(m) = self.members.get_mut(&key) {
-            m.queued = false;
-        }
-        Some(key)
     }
 
     /// Groups with a ready connection (the turns in one round).
     pub fn groups_ready(&self) -> usize {
-        self.order.len()
+        self.round.len()
     }
 
     /// True if no connection is ready.
     pub fn is_idle(&self) -> bool {
-        self.order.is_empty()
+        self.round.is_empty()
     }
 }
 
@@ -155,13 +194,13 @@ mod tests {
 
     #[test]
     fn groups_take_turns_and_share_within() {
-        let mut s: Sched<u32> = Sched::default();
+        let mut s = Sched::default();
         // domain 7 floods with three connections, dom0 has two
         for k in [1, 2, 3] {
-            s.add(k, Group::of(DomId(7), k));
+            s.add(k, Group::of(DomId(7)));
         }
         for k in [10, 11] {
-            s.add(k, Group::of(DomId(0), k));
+            s.add(k, Group::of(DomId(0)));
         }
         for k in [1, 2, 3, 10, 11] {
             s.ready(k);
@@ -182,10 +221,10 @@ mod tests {
 
     #[test]
     fn idle_and_removed_connections_are_skipped() {
-        let mut s: Sched<u32> = Sched::default();
+        let mut s = Sched::default();
         s.add(1, Group::Domain(DomId(5)));
         s.add(2, Group::Domain(DomId(5)));
-        s.add(3, Group::Own(3));
+        s.add(3, Group::Own);
         assert!(s.is_idle());
         s.ready(1);
         s.ready(2);
@@ -197,5 +236,9 @@ mod tests {
         s.remove(2);
         s.ready(2); // unknown: ignored
         assert!(s.is_idle());
+        assert!(
+            s.domains.is_empty(),
+            "a domain's queue goes with its last member"
+        );
     }
 }

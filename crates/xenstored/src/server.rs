@@ -12,24 +12,22 @@
 //! resource a request can make the server hold is counted against a quota
 //! of its domain (nodes, memory, watches, transactions and their size).
 
-use std::collections::HashMap;
-
 use tracing::{debug, info};
 use xenstore::wire::{FrameError, HEADER_LEN, Header, MsgType, PAYLOAD_MAX, Packet, Request};
 use xenstore::{DomId, Perm, XsErrno, path};
 
-use crate::conn::{Conn, MAX_PENDING_OUTPUT, WATCH_OVERHEAD};
-use crate::control::{self, Control};
+use crate::conn::{Conn, Conns};
+
 use crate::domain::Domains;
-use crate::hash::FastState;
+
 use crate::ops;
 use crate::perms::Caller;
 use crate::quota::Quotas;
 use crate::request::{self, Req};
 use crate::store::{Direct, View};
 use crate::transaction::{PendingEvent, Transaction, TxView};
-use crate::tree::{NodeId, Tree};
-use crate::watch::{WatchIndex, Watcher};
+use crate::tree::Tree;
+use crate::watch::WatchIndex;
 
 /// Identifies one client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,19 +67,18 @@ impl Budget {
 /// the reply, the IO layer's share of a read and a write).
 const REQUEST_WORK: u64 = 16;
 /// Work units per watch event queued.
-const EVENT_WORK: u64 = 2;
+pub(crate) const EVENT_WORK: u64 = 2;
 
-const INTRODUCE_DOMAIN: &str = "@introduceDomain";
-const RELEASE_DOMAIN: &str = "@releaseDomain";
+pub(crate) const INTRODUCE_DOMAIN: &str = "@introduceDomain";
+pub(crate) const RELEASE_DOMAIN: &str = "@releaseDomain";
 
 /// The xenstore server state machine.
 pub struct Server {
     tree: Tree,
     watches: WatchIndex,
     domains: Domains,
-    conns: HashMap<ConnId, Conn, FastState>,
+    conns: Conns,
     quotas: Quotas,
-    next_conn: u64,
     next_tx: u32,
     dirty: Vec<ConnId>,
     effects: Vec<Effect>,
@@ -103,7 +100,7 @@ impl std::fmt::Debug for Server {
     }
 }
 
-type OpResult = Result<(), XsErrno>;
+pub(crate) type OpResult = Result<(), XsErrno>;
 
 /// A node operation, decoded, with its absolute path.
 enum NodeOp<'a> {
@@ -150,9 +147,8 @@ impl Server {
             tree: Tree::new(),
             watches: WatchIndex::default(),
             domains: Domains::new(),
-            conns: HashMap::default(),
+            conns: Conns::default(),
             quotas,
-            next_conn: 1,
             next_tx: 1,
             dirty: Vec::new(),
             effects: Vec::new(),
@@ -206,35 +202,32 @@ impl Server {
 
     /// A new connection acting as `domid` (dom0 = privileged).
     pub fn connect(&mut self, domid: DomId) -> ConnId {
-        let id = ConnId(self.next_conn);
-        self.next_conn += 1;
-        self.conns.insert(id, Conn::new(domid));
-        id
+        self.conns.insert(Conn::new(domid))
     }
 
     /// Forget a connection: its watches, open transactions and unsent
     /// output go with it (and their memory is returned to its domain).
     pub fn disconnect(&mut self, cid: ConnId) {
         self.reset_conn(cid);
-        if let Some(c) = self.conns.remove(&cid) {
+        if let Some(c) = self.conns.remove(cid) {
             self.domains.add_extra(c.domid, -(c.charged as i64));
         }
     }
 
     /// The domain a connection acts as.
     pub fn domid_of(&self, cid: ConnId) -> Option<DomId> {
-        self.conns.get(&cid).map(|c| c.domid)
+        self.conns.get(cid).map(|c| c.domid)
     }
 
     /// True if the server wants this connection closed (its domain was
     /// released). The IO layer flushes its output and closes it.
     pub fn is_closing(&self, cid: ConnId) -> bool {
-        self.conns.get(&cid).is_none_or(|c| c.closing)
+        self.conns.get(cid).is_none_or(|c| c.closing)
     }
 
     /// Take the bytes queued for a connection.
     pub fn take_output(&mut self, cid: ConnId) -> Vec<u8> {
-        let Some(c) = self.conns.get_mut(&cid) else {
+        let Some(c) = self.conns.get_mut(cid) else {
             return Vec::new();
         };
         let out = std::mem::take(&mut c.out);
@@ -247,17 +240,17 @@ impl Server {
     /// The bytes queued for a connection, to be written in place; tell
     /// [`Server::consume_output`] how many went out.
     pub fn output(&self, cid: ConnId) -> &[u8] {
-        self.conns.get(&cid).map_or(&[], |c| c.out.as_slice())
+        self.conns.get(cid).map_or(&[], |c| c.out.as_slice())
     }
 
     /// Bytes queued for a connection.
     pub fn output_len(&self, cid: ConnId) -> usize {
-        self.conns.get(&cid).map_or(0, |c| c.out.len())
+        self.conns.get(cid).map_or(0, |c| c.out.len())
     }
 
     /// Drop the first `n` queued bytes of a connection (they were written).
     pub fn consume_output(&mut self, cid: ConnId, n: usize) {
-        let Some(c) = self.conns.get_mut(&cid) else {
+        let Some(c) = self.conns.get_mut(cid) else {
             return;
         };
         let n = n.min(c.out.len());
@@ -280,7 +273,7 @@ impl Server {
     /// batch of changes).
     pub fn pop_dirty(&mut self) -> Option<ConnId> {
         let cid = self.dirty.pop()?;
-        if let Some(conn) = self.conns.get_mut(&cid) {
+        if let Some(conn) = self.conns.get_mut(cid) {
             conn.dirty = false;
         }
         Some(cid)
@@ -296,7 +289,7 @@ impl Server {
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
         let d = std::mem::take(&mut self.dirty);
         for c in &d {
-            if let Some(conn) = self.conns.get_mut(c) {
+            if let Some(conn) = self.conns.get_mut(*c) {
                 conn.dirty = false;
             }
         }
@@ -309,7 +302,7 @@ impl Server {
     }
 
     fn mark_dirty(&mut self, cid: ConnId) {
-        if let Some(c) = self.conns.get_mut(&cid) {
+        if let Some(c) = self.conns.get_mut(cid) {
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(cid);
@@ -367,7 +360,7 @@ impl Server {
     /// [`Server::handle`] on a decoded header and its payload (no copy).
     fn handle_frame(&mut self, cid: ConnId, req: &Header, payload: &[u8]) {
         self.work += REQUEST_WORK;
-        let Some(conn) = self.conns.get_mut(&cid) else {
+        let Some(conn) = self.conns.get_mut(cid) else {
             return;
         };
         if conn.closing {
@@ -404,7 +397,7 @@ impl Server {
             len,
         };
         out[start..start + HEADER_LEN].copy_from_slice(&h.encode());
-        if let Some(conn) = self.conns.get_mut(&cid) {
+        if let Some(conn) = self.conns.get_mut(cid) {
             let reply = out.len() - start;
             if conn.out.is_empty() {
                 conn.out = out;
@@ -498,7 +491,7 @@ impl Server {
             ..
         } = self;
         let tx = conns
-            .get_mut(&cid)
+            .get_mut(cid)
             .and_then(|c| c.txs.get_mut(&tx_id))
             .ok_or(XsErrno::Enoent)?;
         let before = tx.mem;
@@ -538,7 +531,7 @@ impl Server {
         if tx_id != 0
             && !self
                 .conns
-                .get(&cid)
+                .get(cid)
                 .is_some_and(|c| c.txs.contains_key(&tx_id))
         {
             return Err(XsErrno::Enoent);
@@ -574,7 +567,7 @@ impl Server {
                 if !self.watches.remove(&abs, cid, token) {
                     return Err(XsErrno::Enoent);
                 }
-                if let Some(c) = self.conns.get_mut(&cid) {
+                if let Some(c) = self.conns.get_mut(cid) {
                     c.watches.retain(|(p, t)| !(**p == *abs && **t == *token));
                 }
                 self.domains.add_watches(domid, -1);
@@ -624,7 +617,7 @@ impl Server {
                     return Err(XsErrno::Enospc);
                 }
                 let id = self.alloc_tx_id(cid);
-                if let Some(c) = self.conns.get_mut(&cid) {
+                if let Some(c) = self.conns.get_mut(cid) {
                     c.txs.insert(id, Transaction::default());
                 }
                 self.domains.add_transactions(domid, 1);
@@ -635,7 +628,7 @@ impl Server {
             Request::TransactionEnd(commit) => {
                 let tx = self
                     .conns
-                    .get_mut(&cid)
+                    .get_mut(cid)
                     .and_then(|c| c.txs.remove(&tx_id))
                     .ok_or(XsErrno::Enoent)?;
                 self.domains.add_transactions(domid, -1);
@@ -749,11 +742,7 @@ impl Server {
         loop {
             let id = self.next_tx;
             self.next_tx = self.next_tx.wrapping_add(1).max(1);
-            if !self
-                .conns
-                .get(&cid)
-                .is_some_and(|c| c.txs.contains_key(&id))
-            {
+            if !self.conns.get(cid).is_some_and(|c| c.txs.contains_key(&id)) {
                 return id;
             }
         }
@@ -762,7 +751,7 @@ impl Server {
     /// Drop all watches and transactions of a connection (RESET_WATCHES,
     /// disconnect, release), returning their memory.
     fn reset_conn(&mut self, cid: ConnId) {
-        let Some(c) = self.conns.get_mut(&cid) else {
+        let Some(c) = self.conns.get_mut(cid) else {
             return;
         };
         let domid = c.domid;
@@ -780,326 +769,13 @@ impl Server {
         self.domains.add_extra(domid, -(mem as i64));
     }
 
-    fn release(&mut self, d: DomId) {
-        if !self.domains.is_introduced(d) {
-            return;
-        }
-        let conns: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.domid == d)
-            .map(|(&id, _)| id)
-            .collect();
-        for cid in conns {
-            self.reset_conn(cid);
-            if let Some(c) = self.conns.get_mut(&cid) {
-                c.closing = true;
-            }
-            self.mark_dirty(cid);
-        }
-        self.domains.release(d);
-        info!(domid = d.0, "domain released");
-        self.fire_special(RELEASE_DOMAIN);
-        self.effects.push(Effect::Released(d));
-    }
-
-    /// Resolve a watch path: `@names` stay as they are, others are
-    /// validated and made absolute. Returns (absolute, was relative).
-    fn watch_path(&self, p: &str, caller: &Caller, q: &Quotas) -> Result<(String, bool), XsErrno> {
-        if path::is_special(p) {
-            path::check_syntax(p).map_err(|_| XsErrno::Einval)?;
-            return Ok((p.to_string(), false));
-        }
-        let abs =
-            path::resolve(p, caller.domid, q.path_max as usize).map_err(|_| XsErrno::Einval)?;
-        Ok((abs, !path::is_absolute(p)))
-    }
-
-    fn watch(
-        &mut self,
-        cid: ConnId,
-        caller: &Caller,
-        q: &Quotas,
-        wpath: &str,
-        token: &str,
-        out: &mut Vec<u8>,
-    ) -> OpResult {
-        let (abs, relative) = self.watch_path(wpath, caller, q)?;
-        if self.watches.contains(&abs, cid, token) {
-            return Err(XsErrno::Eexist);
-        }
-        let cost = watch_cost(&abs, token);
-        if !caller.privileged() {
-            if self.domains.watches(caller.domid) >= q.watches {
-                return Err(XsErrno::E2big);
-            }
-            if cost > self.budget(caller, q) {
-                return Err(XsErrno::Enomem);
-            }
-        }
-        self.watches.add(
-            &abs,
-            Watcher {
-                conn: cid,
-                token: token.into(),
-                relative,
-            },
-        );
-        if let Some(c) = self.conns.get_mut(&cid) {
-            c.watches.push((abs.into(), token.into()));
-        }
-        self.domains.add_watches(caller.domid, 1);
-        self.domains.add_extra(caller.domid, cost as i64);
-        ok(out)?;
-        // The initial event carries the path as the client gave it.
-        self.push_event(cid, wpath, token, true);
-        Ok(())
-    }
-
-    /// Queue a WATCH_EVENT on a connection (dropped if an unprivileged
-    /// connection has too much unread output or its domain is at its
-    /// memory quota).
-    fn push_event(&mut self, cid: ConnId, epath: &str, token: &str, force: bool) {
-        let Server {
-            tree,
-            conns,
-            domains,
-            dirty,
-            quotas,
-            work,
-            ..
-        } = self;
-        queue_event(
-            tree, conns, domains, quotas, dirty, work, cid, epath, token, force,
-        );
-    }
-
-    /// Fire the watches a change at `p` triggers: those at `p` and above,
-    /// or only at exactly `p` for removed descendants. Unprivileged
-    /// watchers only see nodes (and parents) they may read.
-    fn fire(&mut self, p: &str, exact: bool, perms: FirePerms<'_>) {
-        if self.watches.is_empty() {
-            return;
-        }
-        let mut prefixes = std::mem::take(&mut self.prefixes);
-        self.watches.matching_prefixes(p, exact, &mut prefixes);
-        if prefixes.is_empty() {
-            self.prefixes = prefixes;
-            return;
-        }
-        // Disjoint borrows: the watchers are read in place (no copies of
-        // their tokens) while events are queued on the connections.
-        let Server {
-            tree,
-            watches,
-            domains,
-            conns,
-            dirty,
-            quotas,
-            work,
-            ..
-        } = self;
-        let (node_perms, parent): (&[Perm], Option<NodeId>) = match perms {
-            FirePerms::Node(id) => (tree.perms(id), tree.parent(id)),
-            FirePerms::List(l, parent) => (l, parent),
-        };
-        // the parent's perms, looked up once and only if needed
-        let mut parent_perms: Option<Option<Vec<Perm>>> = None;
-        for &end in &prefixes {
-            let wp = if end == 1 { "/" } else { &p[..end] };
-            for w in watches.at(wp) {
-                let Some(domid) = conns.get(&w.conn).map(|c| c.domid) else {
-                    continue;
-                };
-                if domid != DomId::DOM0 {
-                    let caller = Caller {
-                        domid,
-                        target: domains.target_of(domid),
-                    };
-                    let pp = parent_perms.get_or_insert_with(|| match parent {
-                        Some(id) => Some(tree.perms(id).to_vec()),
-                        None => path::parent(p)
-                            .and_then(|pp| tree.lookup(pp))
-                            .map(|id| tree.perms(id).to_vec()),
-                    });
-                    let parent_ok = pp.as_ref().is_none_or(|pp| caller.can_read(pp));
-                    if !caller.can_read(node_perms) || !parent_ok {
-                        continue;
-                    }
-                }
-                let epath = if w.relative {
-                    path::relative_to(p, domid).unwrap_or(p)
-                } else {
-                    p
-                };
-                queue_event(
-                    tree, conns, domains, quotas, dirty, work, w.conn, epath, &w.token, false,
-                );
-            }
-        }
-        self.prefixes = prefixes;
-    }
-
-    fn fire_special(&mut self, name: &str) {
-        let perms = if name == INTRODUCE_DOMAIN {
-            self.domains.intro_perms.clone()
-        } else {
-            self.domains.release_perms.clone()
-        };
-        let hits = self.watches.at(name).to_vec();
-        for w in hits {
-            let Some(domid) = self.conns.get(&w.conn).map(|c| c.domid) else {
-                continue;
-            };
-            if self.caller(domid).can_read(&perms) {
-                self.push_event(w.conn, name, &w.token, false);
-            }
-        }
-    }
-
-    fn set_special_perms(
-        &mut self,
-        caller: &Caller,
-        p: &str,
-        perms: Vec<Perm>,
-        out: &mut Vec<u8>,
-    ) -> OpResult {
-        let slot = match p {
-            INTRODUCE_DOMAIN => &mut self.domains.intro_perms,
-            RELEASE_DOMAIN => &mut self.domains.release_perms,
-            _ => return Err(XsErrno::Einval),
-        };
-        if !caller.privileged() {
-            return Err(XsErrno::Eacces);
-        }
-        *slot = perms;
-        ok(out)
-    }
-
-    fn control(&mut self, args: &[Vec<u8>], out: &mut Vec<u8>) -> OpResult {
-        match control::parse(args)? {
-            Control::Help => out.extend_from_slice(control::HELP.as_bytes()),
-            Control::Check => return ok(out),
-            Control::Print(s) => {
-                info!(text = %s, "CONTROL print");
-                return ok(out);
-            }
-            Control::QuotaShow => out.extend_from_slice(self.quotas.report().as_bytes()),
-            Control::QuotaSet(name, v) => {
-                self.quotas.set(&name, v)?;
-                return ok(out);
-            }
-            Control::QuotaSetDomain(d, pairs) => {
-                if d == DomId::DOM0 || !self.domains.is_introduced(d) {
-                    return Err(XsErrno::Enoent);
-                }
-                for (name, _) in &pairs {
-                    Quotas::default().set(name, 0)?;
-                }
-                for (name, v) in pairs {
-                    self.domains.set_quota(d, &name, v)?;
-                }
-                info!(domid = d.0, "per-domain quota set");
-                return ok(out);
-            }
-            Control::QuotaOf(d) => {
-                if !self.domains.is_introduced(d) {
-                    return Err(XsErrno::Enoent);
-                }
-                let mut s = format!("Domain {}:\n", d.0);
-                let outstanding: usize = self
-                    .conns
-                    .values()
-                    .filter(|c| c.domid == d)
-                    .map(|c| usize::from(!c.out.is_empty()))
-                    .sum();
-                for (name, v) in [
-                    ("nodes", u64::from(self.tree.owned_by(d))),
-                    ("watches", u64::from(self.domains.watches(d))),
-                    ("transactions", u64::from(self.domains.transactions(d))),
-                    ("outstanding", outstanding as u64),
-                    ("memory", self.memory_of(d)),
-                ] {
-                    s.push_str(&format!("{name:<16}: {v:>8}\n"));
-                }
-                if d != DomId::DOM0 {
-                    s.push_str(&format!(
-                        "quota nodes     : {:>8}\nquota memory    : {:>8}\n",
-                        self.quotas_of(d).nodes,
-                        self.quotas_of(d).memory
-                    ));
-                }
-                out.extend_from_slice(s.as_bytes());
-            }
-        }
-        out.push(0);
-        Ok(())
-    }
-
     /// Introduced domains other than dom0.
     pub fn domains(&self) -> Vec<DomId> {
         self.domains.list()
     }
 }
 
-/// Where [`Server::fire`] takes the changed node's permissions from.
-enum FirePerms<'a> {
-    /// A live node: its perms and its parent.
-    Node(NodeId),
-    /// A list (the node may be gone), and its parent if known.
-    List(&'a [Perm], Option<NodeId>),
-}
-
-/// What a watch costs its domain.
-fn watch_cost(path: &str, token: &str) -> u64 {
-    WATCH_OVERHEAD + (path.len() + token.len()) as u64
-}
-
-/// Queue a WATCH_EVENT on `cid` and charge it to its domain; drop it if an
-/// unprivileged connection has too much unread output or its domain would
-/// pass its memory quota (cxenstored `send_event`: `domain_memory_add_chk`).
-#[allow(clippy::too_many_arguments)]
-fn queue_event(
-    tree: &Tree,
-    conns: &mut HashMap<ConnId, Conn, FastState>,
-    domains: &mut Domains,
-    quotas: &Quotas,
-    dirty: &mut Vec<ConnId>,
-    work: &mut u64,
-    cid: ConnId,
-    epath: &str,
-    token: &str,
-    force: bool,
-) {
-    *work += EVENT_WORK;
-    let Some(c) = conns.get_mut(&cid) else {
-        return;
-    };
-    let len = HEADER_LEN + epath.len() + token.len() + 2;
-    if !force && c.domid != DomId::DOM0 {
-        let limit = u64::from(domains.quotas_of(c.domid, quotas).memory);
-        let used = tree.usage(c.domid).bytes + domains.extra(c.domid);
-        if c.out.len() > MAX_PENDING_OUTPUT || used + len as u64 > limit {
-            c.dropped_events += 1;
-            debug!(
-                conn = cid.0,
-                domid = c.domid.0,
-                dropped = c.dropped_events,
-                "watch event dropped: output full or memory quota reached"
-            );
-            return;
-        }
-    }
-    c.push_event(epath, token);
-    c.charged += len;
-    domains.add_extra(c.domid, len as i64);
-    if !c.dirty {
-        c.dirty = true;
-        dirty.push(cid);
-    }
-}
-
-fn ok(out: &mut Vec<u8>) -> OpResult {
+pub(crate) fn ok(out: &mut Vec<u8>) -> OpResult {
     out.extend_from_slice(b"OK\0");
     Ok(())
 }
@@ -1111,6 +787,12 @@ fn require_priv(caller: &Caller) -> OpResult {
         Err(XsErrno::Eacces)
     }
 }
+
+#[path = "server_admin.rs"]
+mod admin;
+#[path = "server_events.rs"]
+mod events;
+use events::{FirePerms, watch_cost};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
