@@ -85,7 +85,7 @@ const DOM0_TURN: Budget = Budget {
 /// Work units in an unprivileged connection's turn (its request count is
 /// the domain's `outstanding` quota, 20 by default, as Xen 4.17 serves at
 /// most 20 outstanding requests of a domain).
-const DOMU_TURN_WORK: u64 = 4_096;
+const DOMU_TURN_WORK: u64 = 1_024;
 /// Retry `accept` after this long when it failed (EMFILE and friends).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -111,6 +111,48 @@ impl Transport {
     }
 }
 
+/// Input read but not handled yet. Handled requests are consumed by
+/// moving a start offset (no copying per turn); the rest is moved to the
+/// front only when more input is appended.
+#[derive(Default)]
+struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl InBuf {
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.is_empty() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Free the buffer of an idle connection.
+    fn shrink(&mut self) {
+        if self.is_empty() && self.buf.capacity() > 0 {
+            *self = InBuf::default();
+        }
+    }
+}
+
 /// What the daemon keeps for each open connection.
 struct ConnIo {
     transport: Transport,
@@ -118,7 +160,7 @@ struct ConnIo {
     domid: DomId,
     /// Requests read but not handled yet (a partial one, or what a turn's
     /// budget left); empty (and unallocated) for an idle connection.
-    inbuf: Vec<u8>,
+    inbuf: InBuf,
     /// The transport may have bytes to read.
     readable: bool,
     /// Output is waiting for the transport to take it.
@@ -372,7 +414,7 @@ impl Daemon {
     /// Queue connection `i` for a turn if it has work and may be served.
     pub fn wake(&mut self, i: usize) {
         if let Some(Some(Slot::Conn(c))) = self.slots.get(i) {
-            if !c.blocked && (c.readable || has_request(&c.inbuf)) {
+            if !c.blocked && (c.readable || has_request(c.inbuf.data())) {
                 self.sched.ready(i);
             }
         }
@@ -424,7 +466,7 @@ impl Daemon {
             transport: Transport::Socket(stream),
             cid,
             domid,
-            inbuf: Vec::new(),
+            inbuf: InBuf::default(),
             readable: true,
             blocked: false,
             write_interest: false,
@@ -559,7 +601,7 @@ impl Daemon {
             let src: &[u8] = if from_scratch {
                 &scratch[pos..len]
             } else {
-                &c.inbuf
+                c.inbuf.data()
             };
             if has_request(src) {
                 match self.server.feed(cid, src, left) {
@@ -567,7 +609,7 @@ impl Daemon {
                         if from_scratch {
                             pos += used;
                         } else {
-                            c.inbuf.drain(..used);
+                            c.inbuf.consume(used);
                         }
                         requests += handled;
                         if self.server.output_len(cid) > OUT_HIGH {
@@ -587,7 +629,7 @@ impl Daemon {
                 break;
             }
             if from_scratch && pos < len {
-                c.inbuf.extend_from_slice(&scratch[pos..len]);
+                c.inbuf.extend(&scratch[pos..len]);
             }
             (pos, len) = (0, 0);
             let r = c.transport.read(&mut scratch);
@@ -607,7 +649,7 @@ impl Daemon {
                     if c.inbuf.is_empty() {
                         len = n;
                     } else {
-                        c.inbuf.extend_from_slice(&scratch[..n]);
+                        c.inbuf.extend(&scratch[..n]);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
@@ -620,11 +662,9 @@ impl Daemon {
             }
         }
         if pos < len {
-            c.inbuf.extend_from_slice(&scratch[pos..len]);
+            c.inbuf.extend(&scratch[pos..len]);
         }
-        if c.inbuf.is_empty() && c.inbuf.capacity() > 0 {
-            c.inbuf = Vec::new();
-        }
+        c.inbuf.shrink();
         self.scratch = scratch;
         if broken {
             self.close(i);

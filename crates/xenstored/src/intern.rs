@@ -128,6 +128,20 @@ where
 /// Names up to this length live in the slot itself.
 const INLINE_NAME: usize = 4;
 
+/// A name of at most [`INLINE_NAME`] bytes as stored in an attribute,
+/// for a one-word comparison ([`Attrs::name_is`]).
+pub(crate) fn pack_name(name: &[u8]) -> Option<[u8; 4]> {
+    // a match, not a copy loop: the loop compiles to a call to memcpy
+    Some(match *name {
+        [] => [0; 4],
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        [a, b, c, d] => [a, b, c, d],
+        _ => return None,
+    })
+}
+
 /// One interned (name, permission list id) pair (16 bytes).
 #[derive(Clone, Copy)]
 struct AttrSlot {
@@ -173,6 +187,21 @@ impl Attrs {
             &s.name[..len]
         } else {
             names.get(u32::from_le_bytes(s.name), len)
+        }
+    }
+
+    /// True if attribute `id` has name `name` (`packed`: the name padded
+    /// into 4 bytes if at most 4 long, see [`pack_name`]).
+    pub(crate) fn name_is(&self, id: u32, name: &[u8], packed: Option<[u8; 4]>) -> bool {
+        let Some(s) = self.slots.get(id as usize) else {
+            return false;
+        };
+        if usize::from(s.name_len) != name.len() {
+            return false;
+        }
+        match packed {
+            Some(p) => s.name == p,
+            None => self.names.get(u32::from_le_bytes(s.name), name.len()) == name,
         }
     }
 

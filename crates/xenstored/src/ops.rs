@@ -270,13 +270,11 @@ pub(crate) fn directory_part<V: View>(
     out.push(0);
     let maxlen = PAYLOAD_MAX - (gen_text.len() + 1) - 1;
     let off = usize::try_from(offset).unwrap_or(usize::MAX);
-    let mut pos = 0usize; // byte position of the current name in the list
     let mut len = 0usize; // bytes emitted
     let mut full = false;
-    v.list_children(h, &mut |name| {
+    v.list_children_from(h, off, &mut |pos, name| {
         let end = pos + name.len() + 1;
         if end <= off {
-            pos = end;
             return true;
         }
         let part = &name[off.saturating_sub(pos).min(name.len())..];
@@ -287,7 +285,6 @@ pub(crate) fn directory_part<V: View>(
         out.extend_from_slice(part);
         out.push(0);
         len += part.len() + 1;
-        pos = end;
         true
     });
     if !full {

@@ -193,6 +193,28 @@ fn directory_part_chunks_and_directory_is_bounded() {
     }
     assert_eq!(names.len(), 20_000);
     assert_eq!(names[19_999], "child19999");
+    // far offsets into an unchanged big directory cost one chunk, not a
+    // walk over the children before it
+    let before = v.tree.work();
+    for _ in 0..10 {
+        let mut out = Vec::new();
+        directory_part(&mut v, &dom(0), "/d", 200_000, &mut out).unwrap();
+        assert!(out.len() > 4000);
+    }
+    assert!(
+        (v.tree.work() - before) / 10 < 2_000,
+        "{} per far DIRECTORY_PART",
+        (v.tree.work() - before) / 10
+    );
+    // a changed directory is indexed again, and still listed right
+    write(&mut v, &dom(0), &q, "/d/zz", b"").unwrap();
+    let mut out = Vec::new();
+    directory_part(&mut v, &dom(0), "/d", 219_989, &mut out).unwrap();
+    assert!(
+        out.ends_with(b"child19999\0zz\0\0"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
     // an offset inside a name starts with the rest of it (as cx)
     let mut out = Vec::new();
     directory_part(&mut v, &dom(0), "/d", 3, &mut out).unwrap();

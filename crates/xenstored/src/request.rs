@@ -91,9 +91,20 @@ pub(crate) fn parse(msg_type: u32, p: &[u8]) -> Result<Req<'_>, XsErrno> {
     })
 }
 
-fn valid_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'@' | b'/')
-}
+/// Path bytes: 0 not allowed, 1 a name character, 2 `/`.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'@' {
+            t[c] = 1;
+        }
+        c += 1;
+    }
+    t[b'/' as usize] = 2;
+    t
+};
 
 /// `xenstore::path::resolve` without allocating for absolute paths:
 /// syntax (`A-Z a-z 0-9 - _ @ /`, no `//`, no trailing `/`), then relative
@@ -109,14 +120,15 @@ pub(crate) fn resolve<'a>(
     if b.is_empty() {
         return Err(XsErrno::Einval);
     }
+    // one table lookup per byte, no branch: paths can be 3072 bytes
     let mut prev = 0u8;
+    let mut bad = false;
     for &c in b {
-        if !valid_char(c) || (c == b'/' && prev == b'/') {
-            return Err(XsErrno::Einval);
-        }
-        prev = c;
+        let k = CLASS[c as usize];
+        bad |= (k == 0) | ((k & prev) == 2);
+        prev = k;
     }
-    if p != "/" && prev == b'/' {
+    if bad || (p != "/" && prev == 2) {
         return Err(XsErrno::Einval);
     }
     let abs: &str = if path::is_absolute(p) || path::is_special(p) {

@@ -100,7 +100,7 @@ impl Server {
             return;
         }
         let mut prefixes = std::mem::take(&mut self.prefixes);
-        self.watches.matching_prefixes(p, exact, &mut prefixes);
+        self.work += self.watches.matching_prefixes(p, exact, &mut prefixes) as u64;
         if prefixes.is_empty() {
             self.prefixes = prefixes;
             return;

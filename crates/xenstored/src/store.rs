@@ -51,6 +51,23 @@ pub(crate) trait View {
     fn generation(&self, h: Self::H) -> u64;
     /// Call `f` with each child name in order until it returns false.
     fn list_children(&self, h: Self::H, f: &mut dyn FnMut(&[u8]) -> bool);
+    /// Call `f(position, name)` for children in order until it returns
+    /// false, position being the name's byte offset in the DIRECTORY_PART
+    /// list; it may start at any child at or before byte `from`.
+    fn list_children_from(
+        &mut self,
+        h: Self::H,
+        from: usize,
+        f: &mut dyn FnMut(usize, &[u8]) -> bool,
+    ) {
+        let _ = from;
+        let mut pos = 0;
+        self.list_children(h, &mut |name| {
+            let go = f(pos, name);
+            pos += name.len() + 1;
+            go
+        });
+    }
     /// Replace a node's value.
     fn set_value(&mut self, h: Self::H, value: &[u8]);
     /// Replace a node's permissions.
@@ -147,6 +164,15 @@ impl View for Direct<'_> {
                 break;
             }
         }
+    }
+
+    fn list_children_from(
+        &mut self,
+        h: NodeId,
+        from: usize,
+        f: &mut dyn FnMut(usize, &[u8]) -> bool,
+    ) {
+        self.tree.children_from(h, from, f);
     }
 
     fn set_value(&mut self, h: NodeId, value: &[u8]) {

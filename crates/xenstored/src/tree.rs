@@ -28,7 +28,7 @@ use xenstore::{DomId, Perm};
 
 use crate::arena::Arena;
 use crate::hash::FastState;
-use crate::intern::{Attrs, Interner};
+use crate::intern::{Attrs, Interner, pack_name};
 
 /// Index of a node.
 pub(crate) type NodeId = u32;
@@ -81,6 +81,25 @@ const DEAD: Node = Node {
     prev: NIL,
 };
 
+/// Every this many children a [`DirIndex`] keeps a mark.
+const DIR_MARK_EVERY: usize = 16;
+/// Directories with more children than this get a [`DirIndex`].
+const DIR_INDEX_MIN: usize = 256;
+/// Directory indexes kept (least recently used goes first).
+const DIR_INDEX_KEEP: usize = 4;
+
+/// Where the children of a big directory start in its DIRECTORY_PART
+/// byte list: every [`DIR_MARK_EVERY`]th child and its byte position.
+/// Valid while the directory's generation is unchanged (any change to its
+/// child list changes it). With it, a DIRECTORY_PART at any offset costs
+/// a binary search and at most one chunk of names, not a walk over 60,000
+/// children.
+struct DirIndex {
+    node: NodeId,
+    generation: u32,
+    marks: Vec<(u32, NodeId)>,
+}
+
 /// Nodes and bytes one domain owns.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Usage {
@@ -115,6 +134,8 @@ pub(crate) struct Tree {
     live: usize,
     /// Work done (node visits), read by the scheduler to bound a turn.
     work: Cell<u64>,
+    /// Indexes of big directories, most recently used last.
+    dirs: Vec<DirIndex>,
 }
 
 impl Tree {
@@ -133,6 +154,7 @@ impl Tree {
             generation: 0,
             live: 0,
             work: Cell::new(0),
+            dirs: Vec::new(),
         };
         let root_perms = [Perm::new(xenstore::Access::None, DomId::DOM0)];
         let pid = t.perms.intern(&root_perms);
@@ -194,10 +216,11 @@ impl Tree {
     pub(crate) fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         self.charge(1);
         let h = self.hash(parent, name);
+        let packed = pack_name(name);
         self.index
             .find(h, |&id| {
                 let n = self.node(id);
-                n.parent == parent && self.attrs.name(n.attr) == name
+                n.parent == parent && self.attrs.name_is(n.attr, name, packed)
             })
             .copied()
     }
@@ -279,6 +302,77 @@ impl Tree {
             tree: self,
             cur: first,
             first,
+        }
+    }
+
+    /// Call `f(position, name)` for the children of `id` in order, where
+    /// position is the byte offset of the name in the DIRECTORY_PART list
+    /// (names each followed by NUL), until it returns false. It starts at
+    /// some child at or before byte `from` (a big directory's index finds
+    /// it without walking the children before it).
+    pub(crate) fn children_from(
+        &mut self,
+        id: NodeId,
+        from: usize,
+        f: &mut dyn FnMut(usize, &[u8]) -> bool,
+    ) {
+        let generation = self.node(id).generation;
+        if let Some(k) = self
+            .dirs
+            .iter()
+            .position(|d| d.node == id && d.generation == generation)
+        {
+            let d = self.dirs.remove(k);
+            let i = d.marks.partition_point(|&(pos, _)| pos as usize <= from);
+            let (mut pos, mut cur) = match i {
+                0 => (0, self.node(id).first_child),
+                i => (d.marks[i - 1].0 as usize, d.marks[i - 1].1),
+            };
+            self.dirs.push(d);
+            let first = self.node(id).first_child;
+            while cur != NIL {
+                self.charge(1);
+                let name = self.name(cur);
+                if !f(pos, name) {
+                    return;
+                }
+                pos += name.len() + 1;
+                cur = self.node(cur).next;
+                if cur == first {
+                    return;
+                }
+            }
+            return;
+        }
+        // walk, building an index if the directory is big
+        let mut marks = Vec::new();
+        let mut pos = 0usize;
+        let mut n = 0usize;
+        let mut stopped = false;
+        for c in self.children(id) {
+            self.charge(1);
+            if n % DIR_MARK_EVERY == 0 {
+                marks.push((u32::try_from(pos).unwrap_or(u32::MAX), c));
+            }
+            n += 1;
+            let name = self.name(c);
+            if !stopped && !f(pos, name) {
+                stopped = true;
+                if n <= DIR_INDEX_MIN {
+                    return;
+                }
+            }
+            pos += name.len() + 1;
+        }
+        if n > DIR_INDEX_MIN {
+            if self.dirs.len() == DIR_INDEX_KEEP {
+                self.dirs.remove(0);
+            }
+            self.dirs.push(DirIndex {
+                node: id,
+                generation,
+                marks,
+            });
         }
     }
 

@@ -235,11 +235,12 @@ impl WatchIndex {
 
     /// The prefixes of absolute path `p` that hold watches, deepest first,
     /// as byte lengths of `p` (`1` stands for `/`). With `exact`, only `p`
-    /// itself. `out` is cleared first.
-    pub(crate) fn matching_prefixes(&self, p: &str, exact: bool, out: &mut Vec<usize>) {
+    /// itself. `out` is cleared first. Returns the number of prefixes
+    /// looked at (the work done).
+    pub(crate) fn matching_prefixes(&self, p: &str, exact: bool, out: &mut Vec<usize>) -> usize {
         out.clear();
         if self.is_empty() || !p.starts_with('/') {
-            return;
+            return 0;
         }
         let limit = self.depth_limit();
         let b = p.as_bytes();
@@ -269,6 +270,7 @@ impl WatchIndex {
             at = end + 1;
         }
         out.reverse();
+        d + 1
     }
 }
 
