@@ -50,8 +50,14 @@ fn timed(mut op: impl FnMut(u64) -> Result<()>, n: u64) -> Result<Stats> {
 }
 
 /// Untimed operations before a timed run of `n`.
-fn warmup(n: u64) -> u64 {
+pub fn warmup(n: u64) -> u64 {
     (n / 10).min(1000)
+}
+
+/// Operations a load of `n` really performs (warm-up included): what the
+/// cost figures divide by.
+pub fn total_ops(n: u64) -> u64 {
+    n + warmup(n)
 }
 
 /// [`timed`] without the warm-up.
@@ -266,21 +272,9 @@ pub fn fill(c: &mut Conn, name: &str, from: u64, count: u64) -> Result<()> {
     Ok(())
 }
 
-/// Cost (p50 µs) of creating a new node in a tree of `size` nodes.
-pub fn write_cost_at(sock: &Path, size: u64, n: u64) -> Result<Stats> {
-    let mut c = Conn::connect(sock)?;
-    c.call(&Request::Rm("/bench".into()), 0).ok();
-    fill(&mut c, "s", 0, size)?;
-    let st = timed(
-        |i| c.write(&format!("/bench/m/{}/{}", i / 1000, i % 1000), VALUE),
-        n,
-    )?;
-    c.call(&Request::Rm("/bench".into()), 0)?;
-    Ok(st)
-}
-
-/// Write cost with `watches` registered watches that never match.
-pub fn write_cost_with_watches(sock: &Path, watches: u64, n: u64) -> Result<Stats> {
+/// A connection holding `watches` watches that never fire
+/// (`/other/nw<i>`); they last as long as it does.
+pub fn hold_watches(sock: &Path, watches: u64) -> Result<Conn> {
     let mut w = Conn::connect(sock)?;
     let mut out = Vec::new();
     let mut pending = 0u64;
@@ -309,18 +303,16 @@ pub fn write_cost_with_watches(sock: &Path, watches: u64, n: u64) -> Result<Stat
         }
     }
     w.events.clear();
-    let mut c = Conn::connect(sock)?;
-    let st = timed(|i| c.write(&format!("/bench/x/k{}", i % 100), VALUE), n)?;
-    drop(w);
-    Ok(st)
+    Ok(w)
 }
 
-/// Write cost (dom0) while `count` domains (ours: introduced domains on
-/// their own sockets; peers: plain connections) are connected.
-pub fn write_cost_with_domains(server: &Server, count: u16, n: u64) -> Result<Stats> {
+/// Domains `from..=to` connected: ours introduces each and holds a
+/// connection on its socket; a peer (every client is dom0 there) gets one
+/// plain connection each.
+pub fn hold_domains(server: &Server, from: u16, to: u16) -> Result<Vec<Conn>> {
     let mut dom0 = Conn::connect(&server.socket)?;
     let mut held = Vec::new();
-    for d in 1..=count {
+    for d in from..=to {
         match &server.domain_dir {
             Some(dir) => {
                 dom0.call(
@@ -338,14 +330,7 @@ pub fn write_cost_with_domains(server: &Server, count: u16, n: u64) -> Result<St
             None => held.push(Conn::connect(&server.socket)?),
         }
     }
-    let st = timed(|i| dom0.write(&format!("/bench/y/k{}", i % 100), VALUE), n)?;
-    if server.domain_dir.is_some() {
-        for d in 1..=count {
-            dom0.call(&Request::Release(DomId(d)), 0).ok();
-        }
-    }
-    drop(held);
-    Ok(st)
+    Ok(held)
 }
 
 /// Create `children` children and list them; checks the listing is exact.
