@@ -38,7 +38,9 @@ fn class(len: usize) -> (usize, usize) {
 
 /// The arena.
 pub(crate) struct Arena {
-    chunks: Vec<Box<[u8]>>,
+    /// Each with capacity [`CHUNK`], its length grown as slots are carved:
+    /// memory is touched (and resident) only as it is used.
+    chunks: Vec<Vec<u8>>,
     /// Next unused byte in the last chunk.
     top: usize,
     /// Head of each class's free list; the next link is stored in the
@@ -116,11 +118,14 @@ impl Arena {
     fn carve(&mut self, size: usize) -> u32 {
         if self.top + size > CHUNK {
             // The tail of the old chunk (< MAX_LEN bytes) is left unused.
-            self.chunks.push(vec![0u8; CHUNK].into_boxed_slice());
+            self.chunks.push(Vec::with_capacity(CHUNK));
             self.top = 0;
         }
         let off = (self.chunks.len() - 1) * CHUNK + self.top;
         self.top += size;
+        if let Some(c) = self.chunks.last_mut() {
+            c.resize(self.top, 0);
+        }
         // Offsets stay below 2^32: 16,384 chunks = 4 GiB of slots, far past
         // what the quotas let anyone store.
         u32::try_from(off).unwrap_or(NONE)

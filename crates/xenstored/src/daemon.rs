@@ -74,7 +74,7 @@ impl Config {
 /// take of the daemon's file descriptors).
 const MAX_DOMAIN_CONNECTIONS: usize = 64;
 /// Bytes read per system call.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
 /// A turn ends early once this much output is queued for the connection.
 const OUT_HIGH: usize = 64 * 1024;
 /// A privileged connection's turn.

@@ -4,7 +4,7 @@
 //! Xenstore trees repeat the same few names (`backend`, `state`, `0`, ...)
 //! and permission lists (every node created under a parent copies its list)
 //! many times, so a node stores one `u32` attribute id instead of its own
-//! copies. This keeps a node at a fixed 32 bytes.
+//! copies. This keeps a node at a fixed 28 bytes.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 

@@ -1,7 +1,7 @@
 //! The node tree: a compact arena of nodes with a hashed child index.
 //!
 //! Memory matters (a host carries one node per device key of every guest,
-//! and RSS is benchmarked), so a node is a fixed 32-byte record:
+//! and RSS is benchmarked), so a node is a fixed 28-byte record:
 //! * values of up to 4 bytes live in the record, longer ones in one shared
 //!   byte [`Arena`] (a 16-byte value costs 16 bytes);
 //! * the (name, permission list) pair is interned ([`Attrs`]), names in
@@ -53,8 +53,10 @@ pub(crate) fn node_cost(name_len: usize, value_len: usize, nperms: usize) -> u64
 /// The fixed part of [`node_cost`].
 pub(crate) const NODE_OVERHEAD: usize = 40;
 
-/// One node (32 bytes). Dead slots have `parent == NIL` and are linked
-/// through `next` on the free list.
+/// One node (28 bytes). Dead slots have `parent == NIL` and are linked
+/// through `next` on the free list. A node's first child is not stored in
+/// it but in [`Tree::heads`]: most nodes are leaves, and 4 bytes on every
+/// node cost more than a map entry on every directory.
 #[derive(Clone, Copy)]
 pub(crate) struct Node {
     /// The value if at most [`INLINE`] bytes, else its arena offset.
@@ -65,7 +67,6 @@ pub(crate) struct Node {
     generation: u32,
     attr: u32,
     parent: u32,
-    first_child: u32,
     next: u32,
     prev: u32,
 }
@@ -76,7 +77,6 @@ const DEAD: Node = Node {
     generation: 0,
     attr: 0,
     parent: NIL,
-    first_child: NIL,
     next: NIL,
     prev: NIL,
 };
@@ -130,6 +130,8 @@ pub(crate) struct Tree {
     perms: Interner<[Perm]>,
     values: Arena,
     owners: HashMap<u16, Usage, FastState>,
+    /// First child of every node that has children.
+    heads: HashMap<NodeId, NodeId, FastState>,
     generation: u64,
     live: usize,
     /// Work done (node visits), read by the scheduler to bound a turn.
@@ -151,6 +153,7 @@ impl Tree {
             perms: Interner::new(),
             values: Arena::new(),
             owners: HashMap::default(),
+            heads: HashMap::default(),
             generation: 0,
             live: 0,
             work: Cell::new(0),
@@ -190,6 +193,19 @@ impl Tree {
             &mut self.chunks[c][i]
         } else {
             &mut self.chunks[0][0]
+        }
+    }
+
+    /// The first child of `id` (NIL if it has none).
+    fn first_child(&self, id: NodeId) -> u32 {
+        self.heads.get(&id).copied().unwrap_or(NIL)
+    }
+
+    fn set_first_child(&mut self, id: NodeId, child: u32) {
+        if child == NIL {
+            self.heads.remove(&id);
+        } else {
+            self.heads.insert(id, child);
         }
     }
 
@@ -297,7 +313,7 @@ impl Tree {
 
     /// Children in creation order.
     pub(crate) fn children(&self, id: NodeId) -> Children<'_> {
-        let first = self.node(id).first_child;
+        let first = self.first_child(id);
         Children {
             tree: self,
             cur: first,
@@ -325,11 +341,11 @@ impl Tree {
             let d = self.dirs.remove(k);
             let i = d.marks.partition_point(|&(pos, _)| pos as usize <= from);
             let (mut pos, mut cur) = match i {
-                0 => (0, self.node(id).first_child),
+                0 => (0, self.first_child(id)),
                 i => (d.marks[i - 1].0 as usize, d.marks[i - 1].1),
             };
             self.dirs.push(d);
-            let first = self.node(id).first_child;
+            let first = self.first_child(id);
             while cur != NIL {
                 self.charge(1);
                 let name = self.name(cur);
@@ -379,9 +395,9 @@ impl Tree {
     /// The next node of the subtree at `top` in pre-order after `cur`.
     pub(crate) fn next_preorder(&self, top: NodeId, cur: NodeId) -> Option<NodeId> {
         self.charge(1);
-        let n = self.node(cur);
-        if n.first_child != NIL {
-            return Some(n.first_child);
+        let fc = self.first_child(cur);
+        if fc != NIL {
+            return Some(fc);
         }
         let mut c = cur;
         while c != top {
@@ -390,7 +406,7 @@ impl Tree {
             if p == NIL {
                 return None;
             }
-            if n.next != self.node(p).first_child {
+            if n.next != self.first_child(p) {
                 return Some(n.next);
             }
             c = p;
@@ -533,7 +549,6 @@ impl Tree {
             generation: 0,
             attr,
             parent,
-            first_child: NIL,
             next: NIL,
             prev: NIL,
         };
@@ -546,12 +561,12 @@ impl Tree {
             }
         };
         // append to the parent's circular list
-        let first = self.node(parent).first_child;
+        let first = self.first_child(parent);
         if first == NIL {
             let n = self.node_mut(id);
             n.next = id;
             n.prev = id;
-            self.node_mut(parent).first_child = id;
+            self.set_first_child(parent, id);
         } else {
             let last = self.node(first).prev;
             {
@@ -642,7 +657,7 @@ impl Tree {
         let mut cur = id;
         loop {
             loop {
-                let fc = self.node(cur).first_child;
+                let fc = self.first_child(cur);
                 if fc == NIL {
                     break;
                 }
@@ -664,12 +679,12 @@ impl Tree {
     fn unlink(&mut self, parent: NodeId, id: NodeId) {
         let n = *self.node(id);
         if n.next == id {
-            self.node_mut(parent).first_child = NIL;
+            self.set_first_child(parent, NIL);
         } else {
             self.node_mut(n.prev).next = n.next;
             self.node_mut(n.next).prev = n.prev;
-            if self.node(parent).first_child == id {
-                self.node_mut(parent).first_child = n.next;
+            if self.first_child(parent) == id {
+                self.set_first_child(parent, n.next);
             }
         }
     }

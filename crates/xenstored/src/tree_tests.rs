@@ -15,7 +15,7 @@ fn names(t: &Tree, id: NodeId) -> Vec<String> {
 
 #[test]
 fn node_stays_small() {
-    assert_eq!(std::mem::size_of::<Node>(), 32);
+    assert_eq!(std::mem::size_of::<Node>(), 28);
 }
 
 #[test]

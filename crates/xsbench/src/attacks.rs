@@ -245,7 +245,7 @@ pub fn run(which: usize, reads: u64) -> Result<AttackResult> {
         .join()
         .map_err(|_| anyhow::anyhow!("attacker thread panicked"))??;
     let mut counts: Vec<(String, u64)> = tally.counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     drop(s);
     Ok(AttackResult {
@@ -284,8 +284,10 @@ fn attack_round(which: usize, c: &mut Conn, t: &mut Tally, round: u32) -> Result
         }
         2 => {
             let txs: Vec<u32> = (0..10).map(|_| tx_start(c)).collect::<Result<_>>()?;
-            let reqs: Vec<(Request, u32)> =
-                txs.iter().map(|&x| (Request::Rm("sub".into()), x)).collect();
+            let reqs: Vec<(Request, u32)> = txs
+                .iter()
+                .map(|&x| (Request::Rm("sub".into()), x))
+                .collect();
             pipeline(c, &reqs, t)?;
             let ends: Vec<(Request, u32)> = txs
                 .iter()

@@ -128,12 +128,16 @@ pub fn cost_ns(quick: bool, n1: u64, n2: u64) -> (u64, u64) {
 fn costs_of(kind: Kind, a: &Args, r: &mut Results) {
     for (i, (label, load, n1, n2)) in COST_LOADS.iter().enumerate() {
         let (n1, n2) = cost_ns(a.quick, *n1, *n2);
-        r.cost[i].instr = step(&format!("{label}: instructions (callgrind)"), kind.name(), || {
-            costs::instructions(kind, *load, n1, n2)
-        });
-        r.cost[i].syscalls = step(&format!("{label}: system calls (strace)"), kind.name(), || {
-            costs::syscalls(kind, *load, n1, n2)
-        });
+        r.cost[i].instr = step(
+            &format!("{label}: instructions (callgrind)"),
+            kind.name(),
+            || costs::instructions(kind, *load, n1, n2),
+        );
+        r.cost[i].syscalls = step(
+            &format!("{label}: system calls (strace)"),
+            kind.name(),
+            || costs::syscalls(kind, *load, n1, n2),
+        );
     }
 }
 
@@ -144,7 +148,9 @@ fn speed_of(kind: Kind, a: &Args, r: &mut Results) -> Result<()> {
     r.write = step("write, 1 connection", name, || {
         loads::write_1c(sock, a.n(20_000))
     });
-    r.read = step("read, 1 connection", name, || loads::read_1c(sock, a.n(20_000)));
+    r.read = step("read, 1 connection", name, || {
+        loads::read_1c(sock, a.n(20_000))
+    });
     r.tx10 = step("transactions of 10 writes", name, || {
         loads::tx10(sock, a.n(1_000))
     });
@@ -163,12 +169,15 @@ fn speed_of(kind: Kind, a: &Args, r: &mut Results) -> Result<()> {
 }
 
 fn memory_of(kind: Kind, r: &mut Results) -> Result<()> {
+    // a fresh server for each: RSS is what holding 100k nodes costs
+    let s = Server::start(kind, &[])?;
+    r.rss = step("RSS at 100k nodes", kind.name(), || {
+        loads::rss_at_nodes(&s, 100_000)
+    });
+    drop(s);
     let s = Server::start(kind, &[])?;
     r.dir = step("10,000-child directory", kind.name(), || {
         loads::big_directory(&s.socket, 10_000)
-    });
-    r.rss = step("RSS at 100k nodes", kind.name(), || {
-        loads::rss_at_nodes(&s, 100_000)
     });
     Ok(())
 }
@@ -178,22 +187,26 @@ fn scaling(a: &Args) -> Scaling {
     let (n1, n2) = if a.quick { (300, 1300) } else { (1000, 6000) };
     let name = Kind::Ours.name();
     let mut s = Scaling::default();
-    s.nodes = step(&format!("write instructions: 1k → {nodes} nodes"), name, || {
-        let r = costs::write_scaling(
-            n1,
-            n2,
-            |s| {
-                let mut c = conn::Conn::connect(&s.socket)?;
-                loads::fill(&mut c, "s", 0, 1_000)
-            },
-            |s| {
-                let mut c = conn::Conn::connect(&s.socket)?;
-                loads::fill(&mut c, "s", 1_000, nodes.saturating_sub(1_000))
-            },
-        )?;
-        // (the fills' connections closed; the nodes stay)
-        Ok((nodes, r.0, r.1))
-    });
+    s.nodes = step(
+        &format!("write instructions: 1k → {nodes} nodes"),
+        name,
+        || {
+            let r = costs::write_scaling(
+                n1,
+                n2,
+                |s| {
+                    let mut c = conn::Conn::connect(&s.socket)?;
+                    loads::fill(&mut c, "s", 0, 1_000)
+                },
+                |s| {
+                    let mut c = conn::Conn::connect(&s.socket)?;
+                    loads::fill(&mut c, "s", 1_000, nodes.saturating_sub(1_000))
+                },
+            )?;
+            // (the fills' connections closed; the nodes stay)
+            Ok((nodes, r.0, r.1))
+        },
+    );
     s.watches = step("write instructions: 0 → 10,000 watches", name, || {
         costs::write_scaling(
             n1,
@@ -240,7 +253,8 @@ fn main() -> ExitCode {
     }
     let load_before = host::loadavg();
     let started = std::time::Instant::now();
-    let mut results: Vec<(Kind, Results)> = kinds.iter().map(|k| (*k, Results::default())).collect();
+    let mut results: Vec<(Kind, Results)> =
+        kinds.iter().map(|k| (*k, Results::default())).collect();
     if a.wants("costs") {
         eprintln!("== cost per operation (callgrind, strace)");
         for (k, r) in results.iter_mut().filter(|(k, _)| *k != Kind::Echo) {
@@ -267,7 +281,9 @@ fn main() -> ExitCode {
         match host::Warm::start() {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("warning: cannot start the warm-CPU busy loops ({e}); timed rows run cold");
+                eprintln!(
+                    "warning: cannot start the warm-CPU busy loops ({e}); timed rows run cold"
+                );
                 None
             }
         }

@@ -81,7 +81,11 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
         run.load_before,
         run.load_after,
         run.minutes,
-        if run.quick { "; --quick (bounded) run" } else { "" }
+        if run.quick {
+            "; --quick (bounded) run"
+        } else {
+            ""
+        }
     );
     println!(
         "Cost rows are counted (callgrind: user-space instructions; strace -c -f: system calls), each from two runs of N1 and N2 operations. Timed rows ran with warm-CPU mode {}.",
@@ -104,7 +108,9 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
                 "instructions/op",
                 (|r: &Results, i: usize| r.cost[i].instr) as fn(&Results, usize) -> Option<f64>,
             ),
-            ("system calls/op", |r: &Results, i: usize| r.cost[i].syscalls),
+            ("system calls/op", |r: &Results, i: usize| {
+                r.cost[i].syscalls
+            }),
         ] {
             let v = |k: Kind| get(results, k).and_then(|r| pick(r, i));
             let best = min(ps.iter().filter_map(|r| pick(r, i)));
@@ -118,7 +124,12 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
                 fmt_opt(rt, 2),
                 yes(rt.is_some_and(|r| r <= 0.5))
             );
-            t.add(format!("{label}: {unit} vs best peer"), rt, "≤0.5×", |r| r <= 0.5);
+            t.add(
+                format!("{label}: {unit} vs best peer"),
+                rt,
+                "≤0.5×",
+                |r| r <= 0.5,
+            );
         }
     }
 
@@ -159,8 +170,18 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
         fmt_opt(watch, 2),
         fmt_opt(conns, 2)
     );
-    t.add("64 in flight: ops/s vs best peer".into(), pipe, "≥3×", |r| r >= 3.0);
-    t.add("watch latency p50 vs best peer".into(), watch, "≤0.6×", |r| r <= 0.6);
+    t.add(
+        "64 in flight: ops/s vs best peer".into(),
+        pipe,
+        "≥3×",
+        |r| r >= 3.0,
+    );
+    t.add(
+        "watch latency p50 vs best peer".into(),
+        watch,
+        "≤0.6×",
+        |r| r <= 0.6,
+    );
 
     println!("\n## Scaling of drvdom's write cost (instructions/op, callgrind)\n");
     println!("| condition | before | after | after / before | target | met |");
@@ -174,7 +195,9 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
             fmt_opt(r, 2),
             yes(r.is_some_and(|r| r <= 1.2))
         );
-        t.add(format!("write instructions: {what}"), r, "≤1.2×", |r| r <= 1.2);
+        t.add(format!("write instructions: {what}"), r, "≤1.2×", |r| {
+            r <= 1.2
+        });
     };
     scale_row(
         format!(
@@ -213,11 +236,20 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
         "\nRSS at 100k nodes vs best peer: {}× (target ≤0.6×).",
         fmt_opt(rss, 2)
     );
-    t.add("RSS at 100k nodes vs best peer".into(), rss, "≤0.6×", |r| r <= 0.6);
+    t.add(
+        "RSS at 100k nodes vs best peer".into(),
+        rss,
+        "≤0.6×",
+        |r| r <= 0.6,
+    );
 
     if !attacks.is_empty() {
-        println!("\n## drvdom-xenstored under attack (a hostile guest on its own socket; warm CPU)\n");
-        println!("| attack | dom0 read p50 / p99 (µs) | guest vif attach or detach p50 / max (µs) | attacker's replies | attacker req/s |");
+        println!(
+            "\n## drvdom-xenstored under attack (a hostile guest on its own socket; warm CPU)\n"
+        );
+        println!(
+            "| attack | dom0 read p50 / p99 (µs) | guest vif attach or detach p50 / max (µs) | attacker's replies | attacker req/s |"
+        );
         println!("|---|---|---|---|---|");
         for a in attacks {
             let replies: Vec<String> = a
