@@ -28,7 +28,7 @@
 //! [`Daemon::wake`]; the turn and the scheduling stay as they are.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +38,6 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, info, warn};
 use xenstore::DomId;
-use xenstore::wire::{HEADER_LEN, Header, PAYLOAD_MAX};
 
 use crate::error::{Error, Result};
 use crate::hash::FastState;
@@ -90,87 +89,6 @@ const DOMU_TURN_WORK: u64 = 1_024;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 const WAKER: Token = Token(0);
-
-/// How a connection's bytes move.
-enum Transport {
-    /// A unix stream socket.
-    Socket(UnixStream),
-}
-
-impl Transport {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Socket(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Socket(s) => s.write(buf),
-        }
-    }
-}
-
-/// Input read but not handled yet. Handled requests are consumed by
-/// moving a start offset (no copying per turn); the rest is moved to the
-/// front only when more input is appended.
-#[derive(Default)]
-struct InBuf {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl InBuf {
-    fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.buf.len());
-        if self.is_empty() {
-            self.buf.clear();
-            self.start = 0;
-        }
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Free the buffer of an idle connection.
-    fn shrink(&mut self) {
-        if self.is_empty() && self.buf.capacity() > 0 {
-            *self = InBuf::default();
-        }
-    }
-}
-
-/// What the daemon keeps for each open connection.
-struct ConnIo {
-    transport: Transport,
-    cid: ConnId,
-    domid: DomId,
-    /// Requests read but not handled yet (a partial one, or what a turn's
-    /// budget left); empty (and unallocated) for an idle connection.
-    inbuf: InBuf,
-    /// The transport may have bytes to read.
-    readable: bool,
-    /// Output is waiting for the transport to take it.
-    blocked: bool,
-    /// Registered for writability (only while blocked: a socket that is
-    /// always writable would wake the loop each time its peer reads).
-    write_interest: bool,
-    /// The listener (domain) it came from, for the connection limit.
-    listener: Option<usize>,
-}
 
 enum Slot {
     Conn(ConnIo),
@@ -251,15 +169,6 @@ fn bind(path: &Path) -> Result<UnixListener> {
 
 fn token(slot: usize) -> Token {
     Token(slot + 1)
-}
-
-/// True if `buf` starts with a complete request (or a header announcing
-/// an oversized one, which the server refuses at once).
-fn has_request(buf: &[u8]) -> bool {
-    match Header::decode(buf) {
-        Some(h) => h.len as usize > PAYLOAD_MAX || buf.len() >= HEADER_LEN + h.len as usize,
-        None => false,
-    }
 }
 
 impl Daemon {
@@ -775,6 +684,10 @@ pub fn serve(config: &Config, ready: impl FnOnce(Stopper)) -> Result<()> {
     d.run()
 }
 
+#[path = "daemon_conn.rs"]
+mod conn;
+use conn::{ConnIo, InBuf, Transport, has_request};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,6 +701,7 @@ mod tests {
 
     #[test]
     fn serves_and_stops() {
+        use std::io::{Read, Write};
         use xenstore::wire::{Packet, Request};
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("s");
