@@ -89,6 +89,33 @@ const DOMU_TURN_WORK: u64 = 1_024;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 const WAKER: Token = Token(0);
+/// The token of [`Rings::poll_fd`] (slot tokens count up from 1).
+const RINGS: Token = Token(usize::MAX);
+
+/// Connections that are not unix sockets, served by the same loop: on a
+/// real Xen host, dom0's kernel ring and every introduced domain's shared
+/// ring with its event channel. The loop registers [`Rings::poll_fd`]
+/// (the event channel device) with its epoll, and gives the rings one
+/// turn per round whenever that descriptor is readable or
+/// [`Rings::more_work`] says so — the same round in which every group of
+/// socket connections gets its turn, so neither can starve the other.
+/// Inside its turn a ring set serves each ring within a bounded budget
+/// (the outstanding quota, as a socket connection's turn).
+pub trait Rings: Send {
+    /// A descriptor that becomes readable when a ring needs a turn.
+    fn poll_fd(&self) -> std::io::Result<std::os::fd::OwnedFd>;
+    /// Serve what is pending.
+    fn turn(&mut self, server: &mut Server);
+    /// True if `cid` is one of the ring connections.
+    fn serves(&self, cid: ConnId) -> bool;
+    /// Write the output queued for ring connection `cid`.
+    fn flush(&mut self, server: &mut Server, cid: ConnId);
+    /// React to the core's effects (INTRODUCE maps a ring, RELEASE
+    /// unmaps it).
+    fn on_effects(&mut self, server: &mut Server, effects: &[Effect]);
+    /// True if a ring has work left (serve it again without waiting).
+    fn more_work(&self) -> bool;
+}
 
 enum Slot {
     Conn(ConnIo),
@@ -139,6 +166,9 @@ pub struct Daemon {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     accept_retry: bool,
+    /// Shared rings (real Xen) and their event channel descriptor.
+    rings: Option<(Box<dyn Rings>, std::os::fd::OwnedFd)>,
+    rings_ready: bool,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -196,6 +226,8 @@ impl Daemon {
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             accept_retry: false,
+            rings: None,
+            rings_ready: false,
         };
         let l = bind(&config.socket)?;
         d.add_listener(l, DomId::DOM0, config.socket.clone())
@@ -205,6 +237,29 @@ impl Daemon {
             })?;
         info!(socket = %config.socket.display(), "xenstored listening");
         Ok(d)
+    }
+
+    /// Serve `rings` too (see [`Rings`]).
+    pub fn add_rings(&mut self, rings: Box<dyn Rings>) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = rings.poll_fd().map_err(Error::Poll)?;
+        self.poll
+            .registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+                RINGS,
+                Interest::READABLE,
+            )
+            .map_err(Error::Poll)?;
+        self.rings = Some((rings, fd));
+        // serve whatever was queued before we polled
+        self.rings_ready = true;
+        Ok(())
+    }
+
+    /// The server core, to set up before serving (e.g. the dom0 ring).
+    pub fn server_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 
     /// A handle that stops [`Daemon::run`].
@@ -257,7 +312,7 @@ impl Daemon {
     pub fn run(mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop.load(Ordering::SeqCst) {
-            let timeout = if !self.sched.is_idle() {
+            let timeout = if !self.sched.is_idle() || self.rings_ready {
                 Some(Duration::ZERO)
             } else if self.accept_retry {
                 Some(ACCEPT_RETRY)
@@ -283,6 +338,10 @@ impl Daemon {
                 if ev.token() == WAKER {
                     continue;
                 }
+                if ev.token() == RINGS {
+                    self.rings_ready = true;
+                    continue;
+                }
                 let i = ev.token().0 - 1;
                 match self.slots.get_mut(i) {
                     Some(Some(Slot::Listener(_))) => self.accept(i),
@@ -299,7 +358,11 @@ impl Daemon {
                     _ => {}
                 }
             }
-            // one round: every group with work gets one turn
+            // one round: every group with work gets one turn, the rings
+            // one between them
+            if std::mem::take(&mut self.rings_ready) {
+                self.rings_turn();
+            }
             for _ in 0..self.sched.groups_ready() {
                 let Some(i) = self.sched.next_turn() else {
                     break;
@@ -309,6 +372,20 @@ impl Daemon {
         }
         self.shutdown();
         Ok(())
+    }
+
+    fn rings_turn(&mut self) {
+        let Some((mut r, fd)) = self.rings.take() else {
+            return;
+        };
+        r.turn(&mut self.server);
+        self.rings = Some((r, fd));
+        if self.server.has_effects() {
+            let effects = self.server.take_effects();
+            self.apply_effects(effects);
+        }
+        self.flush_others(None);
+        self.rings_ready = self.rings.as_ref().is_some_and(|(r, _)| r.more_work());
     }
 
     fn shutdown(&mut self) {
@@ -603,11 +680,18 @@ impl Daemon {
                 if self.flush(j) {
                     self.wake(j);
                 }
+            } else if let Some((r, _)) = self.rings.as_mut() {
+                if r.serves(d) {
+                    r.flush(&mut self.server, d);
+                }
             }
         }
     }
 
     fn apply_effects(&mut self, effects: Vec<Effect>) {
+        if let Some((r, _)) = self.rings.as_mut() {
+            r.on_effects(&mut self.server, &effects);
+        }
         let Some(dir) = self.domain_dir.clone() else {
             return;
         };
@@ -689,50 +773,5 @@ mod conn;
 use conn::{ConnIo, InBuf, Transport, has_request};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An idle connection must stay cheap (1000 domains = 1000 of them).
-    #[test]
-    fn idle_connection_state_is_small() {
-        let size = std::mem::size_of::<ConnIo>();
-        assert!(size <= 96, "{size}");
-    }
-
-    #[test]
-    fn serves_and_stops() {
-        use std::io::{Read, Write};
-        use xenstore::wire::{Packet, Request};
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("s");
-        let config = Config::new(&sock);
-        let d = Daemon::bind(&config).unwrap();
-        let stop = d.stopper();
-        let t = std::thread::spawn(move || d.run());
-        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-        c.write_all(
-            &Request::Write("/a".into(), b"1".to_vec())
-                .to_packet(1, 0)
-                .encode(),
-        )
-        .unwrap();
-        c.write_all(&Request::Read("/a".into()).to_packet(2, 0).encode())
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 256];
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            let n = c.read(&mut chunk).unwrap();
-            assert!(n > 0);
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some((p, used)) = Packet::decode(&buf, 4096).unwrap() {
-                buf.drain(..used);
-                got.push(p);
-            }
-        }
-        assert_eq!(got[1].payload, b"1");
-        stop.stop();
-        t.join().unwrap().unwrap();
-        assert!(!sock.exists(), "socket removed on stop");
-    }
-}
+#[path = "daemon_tests.rs"]
+mod tests;
