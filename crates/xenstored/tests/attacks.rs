@@ -502,3 +502,57 @@ fn rss_kb(d: &Daemon) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+#[test]
+fn a_guest_that_never_reads_stops_being_read() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let d = Daemon::start(&[]);
+    let mut dom0 = setup(&d, &[]);
+    let flood = std::os::unix::net::UnixStream::connect(d.domain_socket(ATTACKER)).unwrap();
+    flood.set_nonblocking(true).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..4096u32 {
+        Request::Read("device".into())
+            .to_packet(i, 0)
+            .encode_into(&mut batch);
+    }
+    // Write until the socket takes no more. A server that kept reading
+    // (and queueing replies nobody reads) would take all 16 MiB.
+    let mut sent = 0usize;
+    let mut f = &flood;
+    let mut stalled = 0;
+    while sent < 16 << 20 && stalled < 1000 {
+        match f.write(&batch) {
+            Ok(n) => {
+                sent += n;
+                stalled = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // the server may still be catching up: ask dom0 something
+                // (a real round trip) before trying again
+                dom0.rpc(Request::Read("/tool/probe".into()));
+                stalled += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    eprintln!("a guest that never reads: the server took {sent} bytes, then stopped reading");
+    assert!(
+        sent < 4 << 20,
+        "the server kept reading: {sent} bytes taken"
+    );
+    // what it holds for the guest stays within the guest's memory quota
+    let q = quota_of(&mut dom0, ATTACKER);
+    assert!(q["memory"] <= u64::from(xenstored::DEFAULT_MEMORY), "{q:?}");
+    // and dom0 is served meanwhile
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        dom0.rpc(Request::Read("/tool/probe".into()));
+        lat.push(t.elapsed());
+    }
+    check(pct(&mut lat, 0.99), Duration::ZERO);
+    drop(flood);
+}
