@@ -652,15 +652,16 @@ impl Daemon {
         }
         c.inbuf.shrink();
         self.scratch = scratch;
+        // effects first: a client told "introduced" may connect at once
+        // (and a request's effects hold even if its client is gone)
+        if self.server.has_effects() {
+            let effects = self.server.take_effects();
+            self.apply_effects(effects);
+        }
         if broken {
             self.close(i);
             self.flush_others(None);
             return;
-        }
-        // effects first: a client told "introduced" may connect at once
-        if self.server.has_effects() {
-            let effects = self.server.take_effects();
-            self.apply_effects(effects);
         }
         // watch events for others first: they are what other clients wait
         // on, while our client gets its replies a write later

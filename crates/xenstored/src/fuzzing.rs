@@ -18,10 +18,14 @@ use crate::server::{ConnId, Server};
 /// Feed `data` as described in the module doc; panics only if the server
 /// broke an invariant (malformed output).
 pub fn drive(data: &[u8]) {
+    // small quotas, so that the fuzzer reaches every limit: nodes, watches,
+    // transactions and their size, memory
     let mut s = Server::new(Quotas {
         nodes: 50,
         watches: 8,
         transactions: 3,
+        transaction_nodes: 16,
+        memory: 16 * 1024,
         ..Quotas::default()
     });
     let admin = s.connect(DomId(0));
