@@ -121,7 +121,7 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
                 fmt_opt(v(Kind::Ours), digits),
                 fmt_opt(v(Kind::Cx), digits),
                 fmt_opt(v(Kind::Ox), digits),
-                fmt_opt(rt, 2),
+                fmt_opt(rt, 3),
                 yes(rt.is_some_and(|r| r <= 0.5))
             );
             t.add(
@@ -289,7 +289,7 @@ pub fn print(run: &Run, results: &[(Kind, Results)], scale: &Scaling, attacks: &
     println!("| target | measured | goal | met |");
     println!("|---|---|---|---|");
     for (what, v, goal, met) in &t.0 {
-        println!("| {what} | {} | {goal} | {} |", fmt_opt(*v, 2), yes(*met));
+        println!("| {what} | {} | {goal} | {} |", fmt_opt(*v, 3), yes(*met));
     }
     let met = t.0.iter().filter(|x| x.3).count();
     println!("\n{met} of {} targets met.", t.0.len());
