@@ -41,8 +41,9 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 20)]
     quota_outstanding: u32,
     /// Bytes a domain may make the server hold: nodes, watches,
-    /// transactions, queued output (cxenstored -Q memory=). Default: Xen's
-    /// 2.5 MiB, or 2.5 KiB per node of --quota-nodes if that is more.
+    /// transactions, queued output (cxenstored -Q memory=; 0: no limit).
+    /// Default: Xen's 2.5 MiB, or 2.5 KiB per node of --quota-nodes if
+    /// that is more.
     #[arg(long, value_name = "BYTES")]
     quota_memory: Option<u32>,
     /// Nodes one transaction may touch (cxenstored -Q transaction-nodes=).

@@ -33,7 +33,8 @@ pub struct Quotas {
     pub transaction_nodes: u32,
     /// Longest path, counted after `/local/domain/<id>/` (cx `-M`, 2048).
     pub path_max: u32,
-    /// Bytes a domain may make the server hold (cx `-Q memory=`, 2.5 MiB).
+    /// Bytes a domain may make the server hold (cx `-Q memory=`, 2.5 MiB;
+    /// 0 = no limit, as there).
     pub memory: u32,
 }
 

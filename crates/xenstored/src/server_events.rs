@@ -213,7 +213,7 @@ pub(super) fn queue_event(
     if !force && c.domid != DomId::DOM0 {
         let limit = u64::from(domains.quotas_of(c.domid, quotas).memory);
         let used = tree.usage(c.domid).bytes + domains.extra(c.domid);
-        if c.out.len() > MAX_PENDING_OUTPUT || used + len as u64 > limit {
+        if c.out.len() > MAX_PENDING_OUTPUT || (limit > 0 && used + len as u64 > limit) {
             c.dropped_events += 1;
             debug!(
                 conn = cid.0,
