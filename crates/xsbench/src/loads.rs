@@ -19,6 +19,13 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Add another run of the same load (ops, time and latencies).
+    pub fn merge(&mut self, other: Stats) {
+        self.ops += other.ops;
+        self.secs += other.secs;
+        self.lat_us.extend(other.lat_us);
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         if self.secs > 0.0 {
             self.ops as f64 / self.secs

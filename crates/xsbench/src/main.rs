@@ -141,31 +141,72 @@ fn costs_of(kind: Kind, a: &Args, r: &mut Results) {
     }
 }
 
-fn speed_of(kind: Kind, a: &Args, r: &mut Results) -> Result<()> {
-    let s = Server::start(kind, &[])?;
-    let sock = &s.socket;
-    let name = kind.name();
-    r.write = step("write, 1 connection", name, || {
-        loads::write_1c(sock, a.n(20_000))
-    });
-    r.read = step("read, 1 connection", name, || {
-        loads::read_1c(sock, a.n(20_000))
-    });
-    r.tx10 = step("transactions of 10 writes", name, || {
-        loads::tx10(sock, a.n(1_000))
-    });
-    r.pipe = step("write, 64 in flight", name, || {
-        loads::pipelined(sock, a.n(100_000), 64)
-    });
-    r.conns8 = step("write, 8 connections", name, || {
-        loads::concurrent(sock, 8, a.n(5_000))
-    });
-    if kind != Kind::Echo {
-        r.watch = step("watch event latency", name, || {
-            loads::watch_latency(sock, a.n(5_000))
-        });
+/// The timed rows, interleaved: every server runs, then each row runs in
+/// `ROUNDS` rounds, and in each round on every server one after the
+/// other, so the servers share the machine's ups and downs (other
+/// engineers' builds, a VM) instead of one of them getting a bad minute.
+fn speed_all(results: &mut [(Kind, Results)], a: &Args) {
+    const ROUNDS: u64 = 5;
+    let servers: Vec<Option<Server>> = results
+        .iter()
+        .map(|(k, _)| match Server::start(*k, &[]) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", k.name());
+                None
+            }
+        })
+        .collect();
+    type Row = (
+        &'static str,
+        fn(&std::path::Path, u64) -> Result<Stats>,
+        u64,
+        bool,
+    );
+    let rows: [Row; 6] = [
+        ("write, 1 connection", loads::write_1c, 20_000, true),
+        ("read, 1 connection", loads::read_1c, 20_000, true),
+        ("transactions of 10 writes", loads::tx10, 1_000, true),
+        (
+            "write, 64 in flight",
+            |s, n| loads::pipelined(s, n, 64),
+            100_000,
+            true,
+        ),
+        (
+            "write, 8 connections",
+            |s, n| loads::concurrent(s, 8, n),
+            5_000,
+            true,
+        ),
+        ("watch event latency", loads::watch_latency, 5_000, false),
+    ];
+    for (ri, (label, load, base, echo_too)) in rows.iter().enumerate() {
+        for round in 0..ROUNDS {
+            for ((k, r), s) in results.iter_mut().zip(&servers) {
+                let Some(s) = s else { continue };
+                if *k == Kind::Echo && !echo_too {
+                    continue;
+                }
+                let what = format!("{label} (round {}/{ROUNDS})", round + 1);
+                let n = (a.n(*base) / ROUNDS).max(10);
+                if let Some(st) = step(&what, k.name(), || load(&s.socket, n)) {
+                    let slot = match ri {
+                        0 => &mut r.write,
+                        1 => &mut r.read,
+                        2 => &mut r.tx10,
+                        3 => &mut r.pipe,
+                        4 => &mut r.conns8,
+                        _ => &mut r.watch,
+                    };
+                    match slot {
+                        Some(acc) => acc.merge(st),
+                        None => *slot = Some(st),
+                    }
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 fn memory_of(kind: Kind, r: &mut Results) -> Result<()> {
@@ -290,12 +331,8 @@ fn main() -> ExitCode {
     };
     let warm_loops = warm.as_ref().map_or(0, host::Warm::count);
     if a.wants("speed") {
-        eprintln!("== throughput and latency");
-        for (k, r) in &mut results {
-            if let Err(e) = speed_of(*k, &a, r) {
-                eprintln!("error: {}: {e:#}", k.name());
-            }
-        }
+        eprintln!("== throughput and latency (interleaved rounds)");
+        speed_all(&mut results, &a);
     }
     let mut attacks = Vec::new();
     if a.wants("attacks") && kinds.contains(&Kind::Ours) {
