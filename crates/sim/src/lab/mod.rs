@@ -44,12 +44,21 @@ pub const LAB_NET: &str = "198.51.100";
 pub const NIC_BDF: &str = "0000:03:00.0";
 /// Default bridge (libxl's default `bridge`).
 pub const BRIDGE: &str = "xenbr0";
-/// Nodes a domain may own in the lab's xenstored. Each vif puts about 30
-/// nodes in the driver domain's quota (toolstack keys, netback features,
-/// hotplug status), so the C xenstored default of 1000 caps a driver
-/// domain at about 30 vifs; on a real host raise `quota-nb-entry-per-domain`
-/// the same way.
-pub const LAB_QUOTA_NODES: u32 = 65536;
+/// Vifs a driver domain of the lab can serve. Guests keep xenstored's
+/// defaults (Xen's: 1000 nodes, 2.5 MiB); only a driver domain gets more,
+/// because each vif puts about 30 nodes in *its* quota (the backend
+/// directory and toolstack keys dom0 writes for it, netback's feature and
+/// queue keys, the hotplug status; doctor counts 32), so the default caps
+/// a driver domain at about 30 vifs.
+pub const DRIVER_DOMAIN_VIFS: u32 = 1024;
+/// A driver domain's node quota: the default for its own keys plus 32 per
+/// vif (33,768). On a real host raise it the same way (cxenstored `-E`
+/// applies to every domain; drvdom-xenstored `CONTROL quota-set` to one).
+pub const LAB_QUOTA_NODES: u32 = 1000 + 32 * DRIVER_DOMAIN_VIFS;
+/// A driver domain's memory quota: the default (2.5 MiB, cxenstored 4.17's
+/// `quota_memory_per_domain_hard`) plus 4 KiB per vif (32 nodes of about
+/// 100 bytes each: record, name, value, two permissions).
+pub const LAB_QUOTA_MEMORY: u32 = 2_621_440 + 4096 * DRIVER_DOMAIN_VIFS;
 /// How long each waited-for step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -265,8 +274,6 @@ pub async fn up(cfg: &LabConfig, report: &mut dyn FnMut(&Step)) -> Result<(Lab, 
         st.xenstored_socket.display().to_string(),
         "--domain-socket-dir".to_string(),
         st.domain_socket_dir.display().to_string(),
-        "--quota-nodes".to_string(),
-        LAB_QUOTA_NODES.to_string(),
     ];
     let child = launch(
         &mut st,

@@ -31,6 +31,18 @@ pub(crate) async fn create_domain(
             .await
             .map_err(Error::xs(format!("introduce domain {domid}")))?;
     }
+    if driver_domain {
+        let (id, n, m) = (
+            domid.0.to_string(),
+            super::LAB_QUOTA_NODES.to_string(),
+            super::LAB_QUOTA_MEMORY.to_string(),
+        );
+        dom0.control(&["quota-set", &id, "nodes", &n, "memory", &m])
+            .await
+            .map_err(Error::xs(format!(
+                "raise the quotas of driver domain {domid}"
+            )))?;
+    }
     xenbus::make_domain(
         dom0,
         &DomainSpec::new(domid, name).driver_domain(driver_domain),
