@@ -4,6 +4,7 @@
 //! both and lives in this crate, using [`Host::xenstore`].
 
 use std::future::Future;
+use std::net::IpAddr;
 
 use xenstore::AsyncClient;
 use xentypes::{Bdf, DomId};
@@ -67,4 +68,13 @@ pub trait Host: Send + Sync {
 
     /// Send traffic from inside domain `from` to `addr` (an IP address).
     fn probe(&self, from: &str, addr: &str) -> impl Future<Output = Result<ProbeOutcome>> + Send;
+
+    /// An address beyond the driver domains' uplinks that answers
+    /// [`Host::probe`]s, for `verify`'s "each uplinked bridge reaches the
+    /// outside" check: the simulated host's outside network; `None` when
+    /// the host knows no such address (the check is then skipped, saying
+    /// why).
+    fn outside_address(&self) -> Option<IpAddr> {
+        None
+    }
 }
