@@ -23,7 +23,7 @@ pub mod observed;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
-pub use host::{DomainRole, Host, HostKind, ProbeOutcome};
+pub use host::{DomainRole, Host, HostKind, ProbeOutcome, ProbeTarget};
 pub use model::{Bridge, DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 pub use observed::{
     AgentStatus, Observed, ObservedBridge, ObservedDomain, ObservedNic, ObservedPort, ObservedVif,
