@@ -16,13 +16,16 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+mod check;
 mod error;
+pub mod hostfile;
 pub mod host;
 pub mod model;
 pub mod observed;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
+pub use hostfile::{LoadOptions, Loaded, load, parse_str};
 pub use host::{DomainRole, Host, HostKind, ProbeOutcome, ProbeTarget};
 pub use model::{Bridge, DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 pub use observed::{
