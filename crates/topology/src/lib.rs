@@ -16,12 +16,16 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod apply;
 mod check;
 mod error;
 pub mod hostfile;
 pub mod host;
 pub mod model;
+pub mod observe;
 pub mod observed;
+pub mod plan;
+pub mod schema;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
