@@ -26,6 +26,7 @@ pub mod observe;
 pub mod observed;
 pub mod plan;
 pub mod schema;
+pub mod verify;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
