@@ -16,14 +16,22 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod apply;
+mod check;
 mod error;
+pub mod hostfile;
 pub mod host;
 pub mod model;
+pub mod observe;
 pub mod observed;
+pub mod plan;
+pub mod schema;
+pub mod verify;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
-pub use host::{DomainRole, Host, HostKind, ProbeOutcome};
+pub use hostfile::{LoadOptions, Loaded, load, parse_str};
+pub use host::{DomainRole, Host, HostKind, ProbeOutcome, ProbeTarget};
 pub use model::{Bridge, DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 pub use observed::{
     AgentStatus, Observed, ObservedBridge, ObservedDomain, ObservedNic, ObservedPort, ObservedVif,
