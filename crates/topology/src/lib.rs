@@ -25,7 +25,6 @@ pub mod model;
 pub mod observe;
 pub mod observed;
 pub mod plan;
-pub mod schema;
 pub mod verify;
 
 pub use action::{Action, ActionKind};

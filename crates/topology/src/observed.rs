@@ -58,6 +58,8 @@ pub struct AgentStatus {
     pub version: Option<String>,
     /// Its process id in the driver domain.
     pub pid: Option<u32>,
+    /// Why a desired bridge could not be built, if it says.
+    pub error: Option<String>,
 }
 
 /// A bridge in a driver domain.

@@ -179,10 +179,11 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                 &dd.name,
                 a.ready,
                 format!(
-                    "drvdom-agent {} pid {} state {}",
+                    "drvdom-agent {} pid {} state {}{}",
                     a.version.as_deref().unwrap_or("?"),
                     a.pid.map_or("?".to_string(), |p| p.to_string()),
-                    a.state
+                    a.state,
+                    a.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default()
                 ),
             ),
             None => out.push(
@@ -191,7 +192,7 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                 false,
                 format!(
                     "nothing published under {} (is drvdom-agent running?)",
-                    crate::schema::agent_dir(od.domid)
+                    xenbus::agent::agent_dir(od.domid)
                 ),
             ),
         }
