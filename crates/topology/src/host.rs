@@ -3,7 +3,7 @@
 //! bridge settings, permissions, observation of domains and devices) is
 //! the same on both and lives in this crate, using [`Host::xenstore`].
 //!
-//! | method | real host (`RealHost`) | simulated host (`sim::SimHost`) |
+//! | method | real host ([`crate::RealHost`]) | simulated host (`sim::SimHost`) |
 //! |---|---|---|
 //! | [`Host::config_drift`], [`Host::write_config`] | the domain's xl.cfg vs the file (`pci`, `driver_domain`, `vif`), lossless edit | no config files: `None`, nothing |
 //! | [`Host::create_domain`] | `xl create` of the xl.cfg (vifs included) | INTRODUCE + libxl's nodes, a namespace, netback + agent (driver) or netfront (guest); no vifs |

@@ -25,11 +25,14 @@ pub mod model;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+mod real;
 pub mod verify;
+pub mod xlconfig;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
 pub use hostfile::{LoadOptions, Loaded, load, parse_str};
+pub use real::{RealHost, RealHostConfig};
 pub use host::{DomainRole, Host, HostKind, ProbeOutcome, ProbeTarget};
 pub use model::{Bridge, DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 pub use observed::{
