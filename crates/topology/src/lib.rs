@@ -26,6 +26,7 @@ pub mod observe;
 pub mod observed;
 pub mod plan;
 mod real;
+pub mod show;
 pub mod verify;
 pub mod xlconfig;
 

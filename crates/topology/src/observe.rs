@@ -194,10 +194,14 @@ pub(crate) async fn observe_domain(
         }
         Err(_) => Vec::new(),
     };
+    let memory_kib = read_text(xs, &format!("{base}/memory/target"))
+        .await?
+        .and_then(|m| m.parse().ok());
     Ok(Some(ObservedDomain {
         name,
         domid,
         driver_domain,
+        memory_kib,
         agent,
         bridges,
         configured_bridges,

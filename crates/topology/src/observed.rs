@@ -24,6 +24,8 @@ pub struct ObservedDomain {
     pub domid: DomId,
     /// Marked as a driver domain.
     pub driver_domain: bool,
+    /// `memory/target` in KiB.
+    pub memory_kib: Option<u64>,
     /// Its agent, as it publishes itself in xenstore (driver domains).
     pub agent: Option<AgentStatus>,
     /// Its bridges, as its agent publishes them.
