@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| -> Corpus {
         Err(diags) => {
             assert!(diags.iter().any(|d| d.is_error()), "rejected without an error");
             for d in &diags {
-                let code = d.code.as_deref().unwrap_or_default();
+                let code = d.code.unwrap_or_default();
                 assert!(code.starts_with("TOPO-"), "uncoded diagnostic {d:?}");
                 assert!(d.span.end <= text.len(), "span past the end: {d:?}");
             }

@@ -92,7 +92,11 @@ fn main() -> ExitCode {
     // means "changes pending" for plan).
     let toolstack = matches!(
         cli.command,
-        Command::Plan(_) | Command::Apply(_) | Command::Verify(_) | Command::Destroy(_) | Command::Show(_)
+        Command::Plan(_)
+            | Command::Apply(_)
+            | Command::Verify(_)
+            | Command::Destroy(_)
+            | Command::Show(_)
     );
     use cmd::toolstack::Which;
     let result = match cli.command {

@@ -109,7 +109,10 @@ fn a_bad_file_is_refused_with_its_position_and_nothing_is_touched() {
         let o = drvdom(&xsd, &[cmd, "host.toml"], dir.path());
         assert_eq!(o.status.code(), Some(1), "{cmd}: {}{}", out(&o), err(&o));
         let e = err(&o);
-        assert!(e.contains("error[TOPO-UNKNOWN-KEY]: unknown key `colour`"), "{cmd}: {e}");
+        assert!(
+            e.contains("error[TOPO-UNKNOWN-KEY]: unknown key `colour`"),
+            "{cmd}: {e}"
+        );
         assert!(e.contains("--> host.toml:15:1"), "{cmd}: {e}");
         assert!(e.contains("15 | colour = \"red\"\n"), "{cmd}: {e}");
         assert!(e.contains("   | ^^^^^^\n"), "{cmd}: {e}");
@@ -122,7 +125,10 @@ fn a_bad_file_is_refused_with_its_position_and_nothing_is_touched() {
     assert_eq!(j["diagnostics"][0]["line"], 15);
     assert_eq!(j["diagnostics"][0]["column"], 1);
     assert_eq!(tree(&xsd), before, "the store changed");
-    assert_eq!(std::fs::read(dir.path().join("netdd.cfg")).unwrap(), cfg_before);
+    assert_eq!(
+        std::fs::read(dir.path().join("netdd.cfg")).unwrap(),
+        cfg_before
+    );
 }
 
 #[test]
@@ -149,7 +155,13 @@ fn plan_lists_actions_with_reasons_and_exits_2() {
     }
     let names: Vec<String> = actions
         .iter()
-        .map(|a| format!("{} {}", a["action"].as_str().unwrap(), a["target"].as_str().unwrap()))
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["action"].as_str().unwrap(),
+                a["target"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         names,
@@ -165,10 +177,19 @@ fn plan_lists_actions_with_reasons_and_exits_2() {
             "attach-vif web/1",
         ]
     );
-    assert!(actions[0]["reason"].as_str().unwrap().contains("driver_domain is not 1"));
+    assert!(
+        actions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("driver_domain is not 1")
+    );
     let o = drvdom(&xsd, &["plan", "host.toml"], dir.path());
     assert_eq!(o.status.code(), Some(2));
-    assert!(out(&o).contains("9 action(s) on the real host"), "{}", out(&o));
+    assert!(
+        out(&o).contains("9 action(s) on the real host"),
+        "{}",
+        out(&o)
+    );
     assert!(out(&o).contains("1. write-config netdd:"), "{}", out(&o));
     // plan never writes the configs.
     let cfg = std::fs::read_to_string(dir.path().join("netdd.cfg")).unwrap();
@@ -190,8 +211,16 @@ fn verify_reports_every_check_as_json_and_fails() {
             assert!(c[k].as_str().is_some(), "{c}");
         }
     }
-    let kinds: Vec<&str> = checks.iter().map(|c| c["check"].as_str().unwrap()).collect();
-    for k in ["domain-running", "nic-pciback", "nic-passed-through", "nic-visible"] {
+    let kinds: Vec<&str> = checks
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for k in [
+        "domain-running",
+        "nic-pciback",
+        "nic-passed-through",
+        "nic-visible",
+    ] {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
     let o = drvdom(&xsd, &["verify", "host.toml"], dir.path());
@@ -205,7 +234,11 @@ fn destroy_of_an_absent_host_does_nothing_and_succeeds() {
     let before = tree(&xsd);
     let o = drvdom(&xsd, &["destroy", "host.toml"], dir.path());
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
-    assert!(out(&o).contains("nothing of the file is left"), "{}", out(&o));
+    assert!(
+        out(&o).contains("nothing of the file is left"),
+        "{}",
+        out(&o)
+    );
     assert_eq!(tree(&xsd), before);
 }
 
@@ -216,16 +249,30 @@ fn apply_stops_at_the_failing_action_and_names_it() {
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     // write-config succeeds (a lossless edit); assign-nic fails: the NIC
     // does not exist on this machine.
-    assert!(out(&o).contains("[1/9] write-config netdd ... ok"), "{}", out(&o));
-    assert!(out(&o).contains("[2/9] assign-nic 0000:7f:1f.7 ... FAILED"), "{}", out(&o));
+    assert!(
+        out(&o).contains("[1/9] write-config netdd ... ok"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).contains("[2/9] assign-nic 0000:7f:1f.7 ... FAILED"),
+        "{}",
+        out(&o)
+    );
     assert!(
         err(&o).contains("apply stopped at action 2/9 (assign-nic 0000:7f:1f.7)"),
         "{}",
         err(&o)
     );
     let cfg = std::fs::read_to_string(dir.path().join("netdd.cfg")).unwrap();
-    assert!(cfg.starts_with("name = \"netdd\"\nkernel = \"/boot/vmlinuz\"\nmemory = 256\n"), "{cfg}");
-    assert!(cfg.contains("driver_domain = 1") && cfg.contains("0000:7f:1f.7"), "{cfg}");
+    assert!(
+        cfg.starts_with("name = \"netdd\"\nkernel = \"/boot/vmlinuz\"\nmemory = 256\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("driver_domain = 1") && cfg.contains("0000:7f:1f.7"),
+        "{cfg}"
+    );
     // The second apply resumes: the config is no longer planned.
     let o = drvdom(&xsd, &["plan", "host.toml", "--json"], dir.path());
     let j: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
@@ -246,7 +293,11 @@ fn show_formats() {
         assert!(doms[1].get(k).is_some(), "{k}");
     }
     let o = drvdom(&xsd, &["show", "--format", "text"], dir.path());
-    assert!(o.status.success() && out(&o).contains("Domain-0 (dom0"), "{}", out(&o));
+    assert!(
+        o.status.success() && out(&o).contains("Domain-0 (dom0"),
+        "{}",
+        out(&o)
+    );
     let o = drvdom(&xsd, &["show", "host.toml", "--format", "dot"], dir.path());
     assert!(out(&o).starts_with("digraph host {"), "{}", out(&o));
     assert!(out(&o).contains("color=red"), "{}", out(&o));
@@ -273,18 +324,37 @@ fn show_svg_is_drawn_by_graphviz() {
 fn show_libvirt_is_accepted_by_virt_xml_validate() {
     let validate = testutil::require_cmd!("virt-xml-validate");
     let (xsd, dir, _f) = setup();
-    let o = drvdom(&xsd, &["show", "host.toml", "--format", "libvirt"], dir.path());
+    let o = drvdom(
+        &xsd,
+        &["show", "host.toml", "--format", "libvirt"],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", err(&o));
     let text = out(&o);
-    let docs: Vec<&str> = text.split("\n\n").filter(|d| !d.trim().is_empty()).collect();
+    let docs: Vec<&str> = text
+        .split("\n\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
     assert_eq!(docs.len(), 2, "{text}");
-    assert!(docs[0].contains("<hostdev mode='subsystem' type='pci'"), "{}", docs[0]);
-    assert!(docs[1].contains("<backenddomain name='netdd'/>"), "{}", docs[1]);
+    assert!(
+        docs[0].contains("<hostdev mode='subsystem' type='pci'"),
+        "{}",
+        docs[0]
+    );
+    assert!(
+        docs[1].contains("<backenddomain name='netdd'/>"),
+        "{}",
+        docs[1]
+    );
     assert!(docs[1].contains("<interface type='bridge'>"), "{}", docs[1]);
     for (i, d) in docs.iter().enumerate() {
         let f = dir.path().join(format!("dom{i}.xml"));
         std::fs::write(&f, d).unwrap();
-        let v = Command::new(&validate).arg(&f).arg("domain").output().unwrap();
+        let v = Command::new(&validate)
+            .arg(&f)
+            .arg("domain")
+            .output()
+            .unwrap();
         assert!(
             v.status.success(),
             "virt-xml-validate refused:\n{d}\n{}{}",

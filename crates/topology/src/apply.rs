@@ -200,7 +200,10 @@ impl<'a, H: Host> Exec<'a, H> {
         }
         let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
         if let Some(d) = cached {
-            if read_text(self.xs(), &format!("{}/name", d.path())).await?.as_deref() == Some(name)
+            if read_text(self.xs(), &format!("{}/name", d.path()))
+                .await?
+                .as_deref()
+                == Some(name)
             {
                 return Ok(Some(d));
             }
@@ -281,11 +284,9 @@ impl<'a, H: Host> Exec<'a, H> {
             ActionKind::GrantNameRead { guest, backend } => self.grant(guest, backend).await,
             ActionKind::AttachVif { guest, devid } => {
                 let g = self.guest(guest)?;
-                let v = g
-                    .vifs
-                    .iter()
-                    .find(|v| v.devid == *devid)
-                    .ok_or_else(|| Error::Host(format!("{guest} has no vif {devid} in the file")))?;
+                let v = g.vifs.iter().find(|v| v.devid == *devid).ok_or_else(|| {
+                    Error::Host(format!("{guest} has no vif {devid} in the file"))
+                })?;
                 self.attach(g, v).await
             }
             ActionKind::DetachVif { guest, devid } => {
@@ -315,7 +316,9 @@ impl<'a, H: Host> Exec<'a, H> {
             .collect();
         xenbus::agent::write_config(self.xs(), id, &settings)
             .await
-            .map_err(Error::xb(format!("write the bridge configuration of {domain}")))?;
+            .map_err(Error::xb(format!(
+                "write the bridge configuration of {domain}"
+            )))?;
         // Wait for the agent to publish what we asked for.
         let deadline = tokio::time::Instant::now() + BRIDGES_TIMEOUT;
         let token = xenbus::unique_token("bridges");

@@ -87,7 +87,11 @@ pub async fn domid_of(xs: &AsyncClient, name: &str) -> Result<Option<DomId>> {
         return Ok(Some(DomId::DOM0));
     }
     for d in list_domids(xs).await? {
-        if read_text(xs, &format!("{}/name", d.path())).await?.as_deref() == Some(name) {
+        if read_text(xs, &format!("{}/name", d.path()))
+            .await?
+            .as_deref()
+            == Some(name)
+        {
             return Ok(Some(d));
         }
     }

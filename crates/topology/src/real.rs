@@ -63,9 +63,9 @@ impl RealHost {
     /// Connect to the host's xenstore (`XENSTORED_PATH`, the xenstored
     /// socket, or `/dev/xen/xenbus`).
     pub async fn open(cfg: RealHostConfig) -> Result<RealHost> {
-        let xs = AsyncClient::connect_default()
-            .await
-            .map_err(Error::xs("connect to the host's xenstore (is this dom0 of a Xen host?)"))?;
+        let xs = AsyncClient::connect_default().await.map_err(Error::xs(
+            "connect to the host's xenstore (is this dom0 of a Xen host?)",
+        ))?;
         Ok(RealHost::with_client(xs, cfg))
     }
 
@@ -84,7 +84,9 @@ impl RealHost {
         let shown = format!("{} {}", self.cfg.xl.display(), args.join(" "));
         let out = tokio::time::timeout(limit, cmd.output())
             .await
-            .map_err(|_| Error::Timeout(format!("`{shown}` did not finish in {}s", limit.as_secs())))?
+            .map_err(|_| {
+                Error::Timeout(format!("`{shown}` did not finish in {}s", limit.as_secs()))
+            })?
             .map_err(|e| Error::Host(format!("cannot run `{shown}`: {e} (is xl installed?)")))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);

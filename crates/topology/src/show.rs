@@ -128,7 +128,12 @@ pub fn view(obs: &Observed, topo: Option<&Topology>) -> HostView {
     listed.push(dom0.map_or(DOM0_NAME.to_string(), |d| d.name.clone()));
     if let Some(t) = topo {
         for dd in &t.driver_domains {
-            let mut v = domain_view(obs, &dd.name, obs.domain(&dd.name).map(|d| d.domid), "driver");
+            let mut v = domain_view(
+                obs,
+                &dd.name,
+                obs.domain(&dd.name).map(|d| d.domid),
+                "driver",
+            );
             for bdf in &dd.nics {
                 if !v.nics.iter().any(|n| n.bdf == bdf.to_string()) {
                     let n = obs.nic(*bdf);
@@ -389,17 +394,33 @@ pub fn to_dot(v: &HostView) -> String {
             s,
             "    label={}; style=rounded;{}",
             dot_id(&label).replace("\\\\n", "\\n"),
-            if bad { " color=red; fontcolor=red;" } else { "" }
+            if bad {
+                " color=red; fontcolor=red;"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(s, "    {} [shape=point, style=invis];", dot_id(&format!("dom:{}", d.name)));
+        let _ = writeln!(
+            s,
+            "    {} [shape=point, style=invis];",
+            dot_id(&format!("dom:{}", d.name))
+        );
         for n in &d.nics {
             let ok = n.driver.as_deref() == Some(PCIBACK) && n.visible != Some(false);
             let _ = writeln!(
                 s,
                 "    {} [label={}, shape=component{}];",
                 dot_id(&format!("nic:{}", n.bdf)),
-                dot_id(&format!("NIC {} ({})", n.bdf, n.driver.as_deref().unwrap_or("no driver"))),
-                if ok { String::new() } else { format!(", {RED}") }
+                dot_id(&format!(
+                    "NIC {} ({})",
+                    n.bdf,
+                    n.driver.as_deref().unwrap_or("no driver")
+                )),
+                if ok {
+                    String::new()
+                } else {
+                    format!(", {RED}")
+                }
             );
         }
         for b in &d.bridges {
@@ -428,7 +449,11 @@ pub fn to_dot(v: &HostView) -> String {
                     x.hotplug_status.as_deref().unwrap_or("-")
                 ))
                 .replace("\\\\n", "\\n"),
-                if x.up { String::new() } else { format!(", {RED}") }
+                if x.up {
+                    String::new()
+                } else {
+                    format!(", {RED}")
+                }
             );
         }
         let _ = writeln!(s, "  }}");
@@ -568,19 +593,34 @@ mod tests {
             assert!(j["domains"][1].get(k).is_some(), "{k}");
         }
         for k in [
-            "devid", "backend", "bridge", "mac", "state_frontend", "state_backend",
-            "hotplug_status", "ifname", "trusted", "ip", "mode",
+            "devid",
+            "backend",
+            "bridge",
+            "mac",
+            "state_frontend",
+            "state_backend",
+            "hotplug_status",
+            "ifname",
+            "trusted",
+            "ip",
+            "mode",
         ] {
             assert!(j["domains"][2]["vifs"][0].get(k).is_some(), "{k}");
         }
         let dot = to_dot(&v);
-        assert!(dot.starts_with("digraph host {") && dot.ends_with("}\n"), "{dot}");
+        assert!(
+            dot.starts_with("digraph host {") && dot.ends_with("}\n"),
+            "{dot}"
+        );
         assert!(dot.contains("color=red"), "{dot}");
         let text = to_text(&v);
         assert!(text.contains("web (guest, domid -) NOT RUNNING"), "{text}");
         let x = to_libvirt(&v);
         assert_eq!(x.len(), 2);
-        assert!(x[0].1.contains("<address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>"));
+        assert!(
+            x[0].1
+                .contains("<address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>")
+        );
         assert!(x[1].1.contains("<backenddomain name='dd'/>"), "{}", x[1].1);
         assert!(x[1].1.contains("<source bridge='xenbr0'/>"), "{}", x[1].1);
     }

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use xlcfg::{Document, PciSpec, PciTarget, Value, VifSpec};
 use xentypes::IpCidr;
+use xlcfg::{Document, PciSpec, PciTarget, Value, VifSpec};
 
 use crate::error::{Error, Result};
 use crate::host::DomainRole;
@@ -100,7 +100,8 @@ fn vif_drift(g: &Guest, list: Option<&[Value]>) -> Option<String> {
             || p.mtu.filter(|m| *m != 0) != want.mtu
             || p.trusted.unwrap_or(true) != v.trusted
             || (v.mode == VifMode::Route && p.script != want.script)
-            || p.devid.is_some_and(|d| i64::from(d) != i64::from(v.devid.0));
+            || p.devid
+                .is_some_and(|d| i64::from(d) != i64::from(v.devid.0));
         if differs {
             return Some(format!(
                 "vif entry {i} is {text:?}, the host file wants {:?}",
@@ -126,7 +127,9 @@ fn pci_drift(d: &DriverDomain, list: Option<&[Value]>) -> Option<String> {
             return Some(format!("pci entry {i} passes every function (`*`)"));
         };
         if p.spec.permissive.unwrap_or(false) != d.permissive {
-            return Some(format!("pci entry {i}: permissive differs from the host file"));
+            return Some(format!(
+                "pci entry {i}: permissive differs from the host file"
+            ));
         }
         bdfs.push(b);
     }
@@ -278,17 +281,28 @@ mtu = 9000
     fn driver_domain_edit_is_lossless_and_converges() {
         let t = topo();
         let role = DomainRole::Driver(&t.driver_domains[0]);
-        let src = "# the driver domain\nname = \"netdd\"\nmemory = 512 # MiB\npci = [ '04:00.0' ]\n";
+        let src =
+            "# the driver domain\nname = \"netdd\"\nmemory = 512 # MiB\npci = [ '04:00.0' ]\n";
         let mut d = doc(src);
         let why = drift(&role, &d, Path::new("dd.cfg")).unwrap().unwrap();
         assert!(why.contains("driver_domain is not 1"), "{why}");
         edit(&role, &mut d).unwrap();
         let out = String::from_utf8(d.to_bytes()).unwrap();
-        assert!(out.starts_with("# the driver domain\nname = \"netdd\"\nmemory = 512 # MiB\n"), "{out}");
+        assert!(
+            out.starts_with("# the driver domain\nname = \"netdd\"\nmemory = 512 # MiB\n"),
+            "{out}"
+        );
         assert!(out.contains("0000:03:00.0"), "{out}");
-        assert!(out.contains("driver_domain = 1") || out.contains("driver_domain = \"1\""), "{out}");
+        assert!(
+            out.contains("driver_domain = 1") || out.contains("driver_domain = \"1\""),
+            "{out}"
+        );
         let again = doc(&out);
-        assert_eq!(drift(&role, &again, Path::new("dd.cfg")).unwrap(), None, "{out}");
+        assert_eq!(
+            drift(&role, &again, Path::new("dd.cfg")).unwrap(),
+            None,
+            "{out}"
+        );
     }
 
     #[test]
@@ -302,10 +316,15 @@ mtu = 9000
         assert!(out.contains("kernel = '/boot/vmlinuz'"), "{out}");
         let mac = t.guests[0].vifs[0].mac;
         assert!(
-            out.contains(&format!("mac={mac},bridge=xenbr0,backend=netdd,ip=192.0.2.10/24")),
+            out.contains(&format!(
+                "mac={mac},bridge=xenbr0,backend=netdd,ip=192.0.2.10/24"
+            )),
             "{out}"
         );
-        assert!(out.contains("mtu=9000") && out.contains("untrusted"), "{out}");
+        assert!(
+            out.contains("mtu=9000") && out.contains("untrusted"),
+            "{out}"
+        );
         assert_eq!(drift(&role, &doc(&out), Path::new("w.cfg")).unwrap(), None);
         // An equivalent spelling is no drift.
         let same = format!(

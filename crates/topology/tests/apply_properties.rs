@@ -168,10 +168,19 @@ fn seed_applies_then_plans_nothing_and_destroys_to_start() {
         let again = plan(&h, &t).await.unwrap();
         assert!(again.actions.is_empty(), "{:#?}", again.actions);
         let v = topology::verify::verify(&h, &t, &mut |_| {}).await.unwrap();
-        let failed: Vec<_> = v.checks.iter().filter(|c| c.status == topology::verify::Status::Fail).collect();
+        let failed: Vec<_> = v
+            .checks
+            .iter()
+            .filter(|c| c.status == topology::verify::Status::Fail)
+            .collect();
         assert!(v.ok(), "{failed:#?}");
         assert!(v.passed >= 20, "{}", v.passed);
-        assert_eq!(v.notes.len(), 1, "no traffic on the model host: {:?}", v.notes);
+        assert_eq!(
+            v.notes.len(),
+            1,
+            "no traffic on the model host: {:?}",
+            v.notes
+        );
         let d = plan_destroy(&h, &t).await.unwrap();
         let r = apply(&h, &t, &d.actions, &mut |_| ControlFlow::Continue(())).await;
         assert!(r.completed, "{:?}", r.failure());
@@ -190,7 +199,12 @@ fn a_file_that_grows_by_one_guest_plans_only_that_guest() {
         let t2 = topo(&host_file(1, &[1, 1, 2], false));
         let p = plan(&h, &t2).await.unwrap();
         let targets: Vec<String> = p.actions.iter().map(|a| a.kind.target()).collect();
-        assert_eq!(targets, ["g2", "g2->dd0", "g2/0", "g2/1"], "{:#?}", p.actions);
+        assert_eq!(
+            targets,
+            ["g2", "g2->dd0", "g2/0", "g2/1"],
+            "{:#?}",
+            p.actions
+        );
     });
 }
 
@@ -200,11 +214,18 @@ fn a_changed_vif_is_detached_and_attached_again() {
         let t = topo(&host_file(1, &[1], true));
         let h = ModelHost::start(&nics(&t)).await;
         full_apply(&h, &t).await;
-        let t2 = topo(&host_file(1, &[1], true).replace("ip = [\"10.0.0.1/16\"]", "ip = [\"10.0.0.2/16\"]\nmac = \"00:16:3e:00:00:42\""));
+        let t2 = topo(&host_file(1, &[1], true).replace(
+            "ip = [\"10.0.0.1/16\"]",
+            "ip = [\"10.0.0.2/16\"]\nmac = \"00:16:3e:00:00:42\"",
+        ));
         let p = plan(&h, &t2).await.unwrap();
         let names: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
         assert_eq!(names, ["detach-vif g0/0", "attach-vif g0/0"]);
-        assert!(p.actions[0].reason.contains("MAC"), "{}", p.actions[0].reason);
+        assert!(
+            p.actions[0].reason.contains("MAC"),
+            "{}",
+            p.actions[0].reason
+        );
         full_apply(&h, &t2).await;
         assert!(plan(&h, &t2).await.unwrap().actions.is_empty());
     });
@@ -217,7 +238,11 @@ fn interrupted_converges(text: &str) {
     let reference = rt().block_on(async {
         let h = ModelHost::start(&nics(&t)).await;
         let n = full_apply(&h, &t).await;
-        (n, normal(&topology::observe::observe(&h, &nics(&t)).await.unwrap()), h.ops())
+        (
+            n,
+            normal(&topology::observe::observe(&h, &nics(&t)).await.unwrap()),
+            h.ops(),
+        )
     });
     let (n, want, ops) = reference;
     for k in 0..n {
@@ -229,7 +254,11 @@ fn interrupted_converges(text: &str) {
                 if let Progress::Finished { .. } = ev {
                     done += 1;
                 }
-                if done >= k { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                if done >= k {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             })
             .await;
             assert!(r.interrupted || r.completed);

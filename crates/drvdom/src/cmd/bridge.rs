@@ -119,7 +119,11 @@ async fn show(
             None => {
                 let mut v = Vec::new();
                 for id in list_domids(&xs).await? {
-                    if xs.exists(&xenbus::agent::agent_dir(id)).await.unwrap_or(false) {
+                    if xs
+                        .exists(&xenbus::agent::agent_dir(id))
+                        .await
+                        .unwrap_or(false)
+                    {
                         let name = read_text(&xs, &format!("{}/name", id.path()))
                             .await
                             .unwrap_or_else(|| format!("domain {id}"));
@@ -203,12 +207,13 @@ async fn port_row(c: &AsyncClient, me: DomId, p: &xenbus::agent::PortRecord) -> 
         .await
         .or_else(|| Some(format!("domain {fe}")));
     let bp = BackendPath::vif(me, fe, devid);
-    let backend_state = read_text(c, &bp.state()).await.map(|s| {
-        match XenbusState::parse_bytes(s.as_bytes()) {
-            Ok(st) => st.name().to_string(),
-            Err(_) => format!("invalid {s:?}"),
-        }
-    });
+    let backend_state =
+        read_text(c, &bp.state())
+            .await
+            .map(|s| match XenbusState::parse_bytes(s.as_bytes()) {
+                Ok(st) => st.name().to_string(),
+                Err(_) => format!("invalid {s:?}"),
+            });
     PortRow {
         port: p.name.clone(),
         up: p.up,

@@ -266,7 +266,10 @@ pub fn run_verify(args: FileArgs, lab: Option<String>) -> anyhow::Result<ExitCod
                     Status::Pass => "PASS",
                     Status::Fail => "FAIL",
                 };
-                println!("{st} {:<18} {:<28} {} ({ms} ms)", c.check, c.target, c.detail);
+                println!(
+                    "{st} {:<18} {:<28} {} ({ms} ms)",
+                    c.check, c.target, c.detail
+                );
             }
         };
         let r = verify(&host, &loaded.topology, &mut line)

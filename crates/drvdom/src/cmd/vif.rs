@@ -84,8 +84,8 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
             let be = domid(&h, &backend).await?;
             let mut cfg = VifConfig::new(be);
             if let Some(m) = mac {
-                let m: MacAddr = MacAddr::parse_strict(&m)
-                    .map_err(|e| usage_error(format!("--mac: {e}")))?;
+                let m: MacAddr =
+                    MacAddr::parse_strict(&m).map_err(|e| usage_error(format!("--mac: {e}")))?;
                 cfg = cfg.mac(m);
             }
             if let Some(b) = bridge {

@@ -143,7 +143,9 @@ impl Host for ModelHost {
             s.agents.insert(domid, dd.nics.clone());
         }
         // Nudge the reactor.
-        let _ = xs.write(&format!("{}/model-created", domid.path()), "1").await;
+        let _ = xs
+            .write(&format!("{}/model-created", domid.path()), "1")
+            .await;
         Ok(domid)
     }
 
@@ -261,12 +263,12 @@ async fn step_agent(xs: &AsyncClient, dd: DomId, nics: &[Bdf]) -> xenstore::Resu
     let mut bridges: Vec<(String, Option<String>, u32)> = Vec::new();
     for node in dir(xs, &cdir).await {
         let b = xenbus::agent::ifname_of_node(&node).unwrap_or_default();
-        let up = read(xs, &format!("{cdir}/{node}/uplink")).await.map(|u| {
-            match u.parse::<Bdf>() {
+        let up = read(xs, &format!("{cdir}/{node}/uplink"))
+            .await
+            .map(|u| match u.parse::<Bdf>() {
                 Ok(bdf) if nics.contains(&bdf) => format!("eth{}", bdf.bus()),
                 _ => u,
-            }
-        });
+            });
         let mtu = read(xs, &format!("{cdir}/{node}/mtu"))
             .await
             .and_then(|m| m.parse().ok())
@@ -282,13 +284,17 @@ async fn step_agent(xs: &AsyncClient, dd: DomId, nics: &[Bdf]) -> xenstore::Resu
         if let Some(u) = up {
             if read(xs, &format!("{p}/uplink")).await.as_deref() != Some(u) {
                 xs.write(&format!("{p}/uplink"), u).await?;
-                xs.write(&format!("{p}/ports/{}", node_name(u)), r#"{"up":true,"fwd":true}"#)
-                    .await?;
+                xs.write(
+                    &format!("{p}/ports/{}", node_name(u)),
+                    r#"{"up":true,"fwd":true}"#,
+                )
+                .await?;
             }
         }
     }
     if read(xs, &format!("{pub_dir}/agent/state")).await.as_deref() != Some("ready") {
-        xs.write(&format!("{pub_dir}/agent/version"), "model").await?;
+        xs.write(&format!("{pub_dir}/agent/version"), "model")
+            .await?;
         xs.write(&format!("{pub_dir}/agent/pid"), "1").await?;
         xs.write(&format!("{pub_dir}/agent/state"), "ready").await?;
     }
@@ -299,7 +305,11 @@ async fn step_agent(xs: &AsyncClient, dd: DomId, nics: &[Bdf]) -> xenstore::Resu
             let b = format!("{vdir}/{fe}/{devid}");
             let r = step_vif(xs, &b, &fe, &devid, &bridges, &pub_dir).await;
             if std::env::var_os("MODEL_DEBUG").is_some() {
-                eprintln!("step_vif {b}: {r:?} st={:?} hs={:?}", read(xs, &format!("{b}/state")).await, read(xs, &format!("{b}/hotplug-status")).await);
+                eprintln!(
+                    "step_vif {b}: {r:?} st={:?} hs={:?}",
+                    read(xs, &format!("{b}/state")).await,
+                    read(xs, &format!("{b}/hotplug-status")).await
+                );
             }
         }
     }
@@ -346,7 +356,8 @@ async fn step_vif(
                         format!(r#"{{"vif":[{fe},{devid}],"up":true,"fwd":true}}"#),
                     )
                     .await?;
-                    xs.write(&format!("{b}/hotplug-status"), "connected").await?;
+                    xs.write(&format!("{b}/hotplug-status"), "connected")
+                        .await?;
                 } else {
                     xs.write(&format!("{b}/hotplug-error"), format!("no bridge {br}"))
                         .await?;
