@@ -19,6 +19,10 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Act on the simulated host (lab) NAME instead of this machine.
+    #[arg(long, global = true, value_name = "NAME")]
+    lab: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -71,9 +75,9 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd::config::run(c),
         Command::Pci(c) => cmd::pci::run(c),
         Command::Doctor(a) => cmd::doctor::run(a),
-        Command::Lab(c) => cmd::lab::run(c),
-        Command::Vif(c) => cmd::vif::run(c),
-        Command::Bridge(c) => cmd::bridge::run(c),
+        Command::Lab(c) => cmd::lab::run(c, cli.lab.as_deref()),
+        Command::Vif(c) => cmd::vif::run(c, cli.lab.as_deref()),
+        Command::Bridge(c) => cmd::bridge::run(c, cli.lab.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sim::lab;
 use sim::link::{self, LinkView};
+use sim::netns;
 use xenbus::XenbusState;
 use xenstore::{AsyncClient, DomId};
 
@@ -20,11 +21,8 @@ use super::usage_error;
 pub enum BridgeCmd {
     /// List bridges and their ports, with guest names and vif states.
     Show {
-        /// Look at this lab's driver domain instead of the current namespace.
-        #[arg(long, requires = "domain")]
-        lab: Option<String>,
-        /// The driver domain (with --lab).
-        #[arg(long, requires = "lab")]
+        /// The driver domain (with the global --lab).
+        #[arg(long)]
         domain: Option<String>,
         /// This domain's id (default: xenstore `domid`).
         #[arg(long)]
@@ -55,19 +53,26 @@ struct BridgeRow {
     ports: Vec<PortRow>,
 }
 
-/// Run `drvdom bridge`.
-pub fn run(cmd: BridgeCmd) -> anyhow::Result<ExitCode> {
+/// Run `drvdom bridge`; `lab`: the global `--lab`.
+pub fn run(cmd: BridgeCmd, lab: Option<&str>) -> anyhow::Result<ExitCode> {
+    let lab = lab.map(str::to_string);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     match cmd {
         BridgeCmd::Show {
-            lab,
             domain,
             domid,
             json,
-        } => rt.block_on(show(lab, domain, domid, json)),
+        } => {
+            if lab.is_some() != domain.is_some() {
+                return Err(usage_error(
+                    "--lab and --domain go together (the driver domain of that lab)",
+                ));
+            }
+            rt.block_on(show(lab, domain, domid, json))
+        }
     }
 }
 
@@ -93,8 +98,7 @@ async fn show(
             if !lab::exists(&root, &l) {
                 return Err(usage_error(format!("no lab {l:?} is running")));
             }
-            let st = lab::LabState::load(&lab::state::lab_dir(&root, &l))?
-                .ok_or_else(|| usage_error(format!("lab {l:?} has no state")))?;
+            let st = lab::load(&root, &l)?;
             let rec = st
                 .domain(&d)
                 .ok_or_else(|| usage_error(format!("no domain {d:?} in lab {l:?}")))?
@@ -123,7 +127,10 @@ async fn show(
             .and_then(|s| s.parse().ok())
             .context("cannot tell this domain's id (xenstore `domid`); pass --domid")?,
     };
-    let links = link::list(ns.as_deref()).await?;
+    let links = match ns.as_deref() {
+        Some(ns) => link::list_in(&netns::ns_path(ns)).await?,
+        None => link::Netlink::connect()?.list().await?,
+    };
     let mut rows = Vec::new();
     for b in link::bridges(&links) {
         let mut ports = Vec::new();

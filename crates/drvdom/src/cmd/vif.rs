@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sim::SimHost;
 use sim::lab;
-use xenbus::DevId;
+use xenbus::{DetachOptions, DevId, MacAddr, VifConfig, XenbusState};
 use xenstore::DomId;
 
 use super::usage_error;
@@ -28,9 +29,6 @@ pub enum VifCmd {
         /// Bridge in the driver domain (default xenbr0).
         #[arg(long)]
         bridge: Option<String>,
-        /// Lab name.
-        #[arg(long, default_value = "lab")]
-        lab: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -41,9 +39,6 @@ pub enum VifCmd {
         guest: String,
         /// Device id.
         devid: u32,
-        /// Lab name.
-        #[arg(long, default_value = "lab")]
-        lab: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -57,52 +52,69 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("start the async runtime")
 }
 
-/// Run `drvdom vif`.
-pub fn run(cmd: VifCmd) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(run_async(cmd))
+/// Run `drvdom vif` on the lab named by the global `--lab` (default `lab`).
+pub fn run(cmd: VifCmd, lab: Option<&str>) -> anyhow::Result<ExitCode> {
+    let name = lab.unwrap_or("lab").to_string();
+    runtime()?.block_on(run_async(cmd, name))
 }
 
-async fn open(name: &str) -> anyhow::Result<lab::Lab> {
+async fn open(name: &str) -> anyhow::Result<SimHost> {
     let root = lab::run_root();
     if !lab::exists(&root, name) {
         return Err(usage_error(format!(
-            "no lab {name:?} is running (start one with `drvdom lab up --detach --name {name}`)"
+            "no lab {name:?} is running (start one with `drvdom lab up --detach --lab {name}`)"
         )));
     }
-    Ok(lab::open(&root, name).await?)
+    Ok(SimHost::open(name, &root).await?)
 }
 
-fn domid_of(lab: &lab::Lab, name: &str) -> anyhow::Result<DomId> {
-    lab.state
-        .domain(name)
-        .map(|d| DomId(d.domid))
-        .ok_or_else(|| {
-            let known: Vec<&str> = lab.state.domains.iter().map(|d| d.name.as_str()).collect();
-            usage_error(format!(
-                "no domain {name:?} in the lab (domains: {})",
-                known.join(", ")
-            ))
-        })
+fn domid_of(lab: &SimHost, name: &str) -> anyhow::Result<DomId> {
+    let st = lab.state();
+    st.domain(name).map(|d| DomId(d.domid)).ok_or_else(|| {
+        let known: Vec<&str> = st.domains.iter().map(|d| d.name.as_str()).collect();
+        usage_error(format!(
+            "no domain {name:?} in the lab (domains: {})",
+            known.join(", ")
+        ))
+    })
 }
 
 #[allow(clippy::print_stdout)] // the command's report
-async fn run_async(cmd: VifCmd) -> anyhow::Result<ExitCode> {
+async fn run_async(cmd: VifCmd, name: String) -> anyhow::Result<ExitCode> {
     match cmd {
         VifCmd::Attach {
             guest,
             backend,
             mac,
             bridge,
-            lab: name,
             json,
         } => {
             let lab = open(&name).await?;
             let fe = domid_of(&lab, &guest)?;
             let be = domid_of(&lab, &backend)?;
-            let (devid, bs, fs) =
-                lab::attach_guest_vif(&lab.dom0, fe, be, mac.as_deref(), bridge.as_deref())
-                    .await
-                    .with_context(|| format!("attach a vif of {guest} to {backend}"))?;
+            let mut cfg = VifConfig::new(be);
+            if let Some(m) = &mac {
+                let m: MacAddr = m
+                    .parse()
+                    .map_err(|e| usage_error(format!("--mac {m}: {e}")))?;
+                cfg = cfg.mac(m);
+            }
+            if let Some(b) = &bridge {
+                cfg = cfg.bridge(b.clone());
+            }
+            let dom0 = lab.dom0();
+            let (devid, bs, fs) = async {
+                let devid = xenbus::attach_vif(dom0, fe, &cfg).await?;
+                let bp = xenbus::BackendPath::vif(be, fe, devid);
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+                let want = [XenbusState::Connected];
+                let b = xenbus::wait_for_state(dom0, &bp.state(), &want, deadline).await?;
+                let f =
+                    xenbus::wait_for_state(dom0, &bp.frontend().state(), &want, deadline).await?;
+                Ok::<_, xenbus::Error>((devid, b, f))
+            }
+            .await
+            .with_context(|| format!("attach a vif of {guest} to {backend}"))?;
             if json {
                 let out = serde_json::json!({
                     "guest": guest, "domid": fe.0, "backend": backend, "devid": devid.0,
@@ -120,15 +132,10 @@ async fn run_async(cmd: VifCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        VifCmd::Detach {
-            guest,
-            devid,
-            lab: name,
-            json,
-        } => {
+        VifCmd::Detach { guest, devid, json } => {
             let lab = open(&name).await?;
             let fe = domid_of(&lab, &guest)?;
-            let out = lab::detach_guest_vif(&lab.dom0, fe, DevId(devid))
+            let out = xenbus::detach_vif(lab.dom0(), fe, DevId(devid), &DetachOptions::default())
                 .await
                 .with_context(|| format!("detach vif {devid} of {guest}"))?;
             if json {
