@@ -248,9 +248,17 @@ fn load_topology(
                 diagnostics,
                 ..
             }) => {
-                return Err(usage_error(xlcfg::render_all(
-                    &diagnostics,
-                    Some(source_text.as_bytes()),
+                #[allow(clippy::print_stderr)] // the diagnostics, with carets
+                {
+                    eprintln!(
+                        "{}",
+                        xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
+                    );
+                }
+                let n = diagnostics.iter().filter(|d| d.is_error()).count();
+                return Err(usage_error(format!(
+                    "{}: {n} error(s) in the host file; nothing was changed",
+                    path.display()
                 )));
             }
             Err(e) => {
