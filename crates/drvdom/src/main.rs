@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd::config::run(c),
         Command::Pci(c) => cmd::pci::run(c),
         Command::Doctor(a) => cmd::doctor::run(a),
-        Command::Lab(c) => cmd::lab::run(c),
+        Command::Lab(c) => cmd::lab::run(c, lab.as_deref()),
         Command::Vif(c) => cmd::vif::run(c, lab),
         Command::Bridge(c) => cmd::bridge::run(c, lab),
         Command::Completions { shell } => {

@@ -20,6 +20,8 @@ use super::usage_error;
 pub enum AnyHost {
     /// dom0 of a Xen host.
     Real(RealHost),
+    /// A `drvdom lab` host.
+    Sim(sim::SimHost),
 }
 
 /// Open the host the command line names.
@@ -31,10 +33,17 @@ pub async fn open(lab: Option<&str>) -> anyhow::Result<AnyHost> {
                 .context("open the real host (use --lab NAME for a simulated one)")?,
         )),
         Some(name) => {
-            // Until sim::SimHost lands (branch topo-sim).
-            Err(usage_error(format!(
-                "lab {name}: the simulated host is not available in this build yet"
-            )))
+            let root = sim::lab::run_root();
+            if !sim::lab::exists(&root, name) {
+                return Err(usage_error(format!(
+                    "no lab {name:?} is running (start one with `drvdom lab up --detach --lab {name}`)"
+                )));
+            }
+            Ok(AnyHost::Sim(
+                sim::SimHost::open(name, &root)
+                    .await
+                    .with_context(|| format!("open lab {name}"))?,
+            ))
         }
     }
 }
@@ -58,6 +67,7 @@ macro_rules! each {
     ($self:ident, $h:ident => $e:expr) => {
         match $self {
             AnyHost::Real($h) => $e,
+            AnyHost::Sim($h) => $e,
         }
     };
 }
