@@ -421,7 +421,11 @@ impl<'a, H: Host> Exec<'a, H> {
                 .await
                 .map_err(Error::xb(format!("attach vif {} of {}", v.devid, g.name)))?;
         }
-        wait_vif_up(xs, &bp, &g.name, tokio::time::Instant::now() + VIF_TIMEOUT).await?;
+        let deadline = tokio::time::Instant::now() + VIF_TIMEOUT;
+        wait_vif_up(xs, &bp, &g.name, deadline).await?;
+        if let (VifMode::Bridge, Some(br), false) = (v.mode, &v.bridge, be == DomId::DOM0) {
+            wait_port_published(xs, be, fe, v.devid, br, deadline).await?;
+        }
         self.host.vif_connected(&g.name, fe, v).await?;
         Ok(format!(
             "vif{fe}.{} in {} Connected, mac {}{}",
@@ -536,6 +540,53 @@ pub async fn wait_vif_up(
                     bs.map_or("absent", |s| s.name()),
                     fs.map_or("absent", |s| s.name()),
                     hs.as_deref().unwrap_or("absent")
+                )));
+            }
+        }
+    }
+}
+
+/// Wait until driver domain `be`'s agent publishes vif `devid` of `fe` as
+/// a port of `bridge` (its `brctl show` view, AGENT_XS_SCHEMA): hotplug is
+/// reported before the agent republishes its bridges.
+pub async fn wait_port_published(
+    xs: &AsyncClient,
+    be: DomId,
+    fe: DomId,
+    devid: xentypes::DevId,
+    bridge: &str,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    let dir = xenbus::agent::published_bridges_dir(be);
+    let token = xenbus::unique_token("port");
+    let mut w = xs
+        .watch(&dir, &token)
+        .await
+        .map_err(Error::xs(format!("watch {dir}")))?;
+    loop {
+        let p = xenbus::agent::read_published(xs, be)
+            .await
+            .map_err(Error::xb(format!(
+                "read what domain {be}'s agent publishes"
+            )))?;
+        let on = p
+            .bridges
+            .iter()
+            .any(|b| b.name == bridge && b.ports.iter().any(|x| x.vif_ids() == Some((fe, devid))));
+        if on {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, w.recv()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(Error::xs(format!("watch {dir}"))(e)),
+            Ok(None) => return Err(Error::Host(format!("watch on {dir} ended"))),
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "vif{fe}.{devid} is connected but domain {be}'s agent does not show it \
+                     on bridge {bridge}{}",
+                    p.error
+                        .map(|e| format!(" (agent: {e})"))
+                        .unwrap_or_default()
                 )));
             }
         }
