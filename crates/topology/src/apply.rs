@@ -23,8 +23,10 @@ use crate::model::{DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 use crate::observe::{self, read_opt, read_text};
 use crate::plan::{bridges_gap, desired_bridges};
 
-/// How long a driver domain's agent may take to build its bridges.
-pub const BRIDGES_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a driver domain's agent may take to build its bridges: on a
+/// real host `xl create` returns before the domain has booted its kernel
+/// and started the agent (minutes under emulation).
+pub const BRIDGES_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a vif may take to connect: libxl's 10 s to InitWait plus its
 /// 40 s hotplug limit (`LIBXL_INIT_TIMEOUT`, `LIBXL_HOTPLUG_TIMEOUT`).
 pub const VIF_TIMEOUT: Duration = Duration::from_secs(50);
