@@ -33,6 +33,36 @@ pub const VIF_TIMEOUT: Duration = Duration::from_secs(50);
 /// Hotplug script for routed vifs (Xen's `vif-route`).
 pub const VIF_ROUTE_SCRIPT: &str = "/etc/xen/scripts/vif-route";
 
+/// Limits of [`apply_with`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ApplyOptions {
+    /// How long a driver domain's agent may take to serve its bridges
+    /// after `configure-bridges` ([`BRIDGES_TIMEOUT`]).
+    pub agent_timeout: Duration,
+    /// How long a vif may take to connect ([`VIF_TIMEOUT`]).
+    pub vif_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            agent_timeout: BRIDGES_TIMEOUT,
+            vif_timeout: VIF_TIMEOUT,
+        }
+    }
+}
+
+impl ApplyOptions {
+    /// Options with these limits.
+    pub fn new(agent_timeout: Duration, vif_timeout: Duration) -> Self {
+        ApplyOptions {
+            agent_timeout,
+            vif_timeout,
+        }
+    }
+}
+
 /// Progress of [`apply`], one call before and one after each action.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -98,7 +128,19 @@ pub async fn apply<H: Host>(
     actions: &[Action],
     progress: &mut (dyn FnMut(Progress<'_>) -> ControlFlow<()> + Send),
 ) -> ApplyReport {
-    let cx = Exec::new(host, topo);
+    apply_with(host, topo, actions, &ApplyOptions::default(), progress).await
+}
+
+/// [`apply`] with explicit limits.
+pub async fn apply_with<H: Host>(
+    host: &H,
+    topo: &Topology,
+    actions: &[Action],
+    opts: &ApplyOptions,
+    progress: &mut (dyn FnMut(Progress<'_>) -> ControlFlow<()> + Send),
+) -> ApplyReport {
+    let mut cx = Exec::new(host, topo);
+    cx.opts = *opts;
     let total = actions.len();
     let mut report = ApplyReport {
         results: Vec::with_capacity(total),
@@ -166,6 +208,7 @@ pub(crate) struct Exec<'a, H: Host> {
     host: &'a H,
     topo: &'a Topology,
     domids: Mutex<HashMap<String, DomId>>,
+    opts: ApplyOptions,
 }
 
 impl<'a, H: Host> Exec<'a, H> {
@@ -174,6 +217,7 @@ impl<'a, H: Host> Exec<'a, H> {
             host,
             topo,
             domids: Mutex::new(HashMap::new()),
+            opts: ApplyOptions::default(),
         }
     }
 
@@ -322,7 +366,7 @@ impl<'a, H: Host> Exec<'a, H> {
                 "write the bridge configuration of {domain}"
             )))?;
         // Wait for the agent to publish what we asked for.
-        let deadline = tokio::time::Instant::now() + BRIDGES_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.opts.agent_timeout;
         let token = xenbus::unique_token("bridges");
         let watched = xenbus::agent::published_dir(id);
         let mut events = self
@@ -355,7 +399,7 @@ impl<'a, H: Host> Exec<'a, H> {
                     return Err(Error::Timeout(format!(
                         "{domain}'s agent did not serve its bridges within {}s: {gap}{} \
                          (is drvdom-agent running in {domain}?)",
-                        BRIDGES_TIMEOUT.as_secs(),
+                        self.opts.agent_timeout.as_secs(),
                         observed
                             .domains
                             .first()
@@ -423,7 +467,7 @@ impl<'a, H: Host> Exec<'a, H> {
                 .await
                 .map_err(Error::xb(format!("attach vif {} of {}", v.devid, g.name)))?;
         }
-        let deadline = tokio::time::Instant::now() + VIF_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.opts.vif_timeout;
         wait_vif_up(xs, &bp, &g.name, deadline).await?;
         if let (VifMode::Bridge, Some(br), false) = (v.mode, &v.bridge, be == DomId::DOM0) {
             wait_port_published(xs, be, fe, v.devid, br, deadline).await?;
