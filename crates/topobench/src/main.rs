@@ -172,6 +172,14 @@ async fn measure(
     } else {
         let t = Instant::now();
         let v = topology::verify::verify(host, topo, &mut |_| {}).await?;
+        for c in v
+            .checks
+            .iter()
+            .filter(|c| c.status == topology::verify::Status::Fail)
+            .take(5)
+        {
+            println!("  FAIL {} {}: {}", c.check, c.target, c.detail);
+        }
         Some((t.elapsed(), v.passed, v.failed))
     };
     let t = Instant::now();

@@ -208,6 +208,10 @@ pub(crate) struct Exec<'a, H: Host> {
     host: &'a H,
     topo: &'a Topology,
     domids: Mutex<HashMap<String, DomId>>,
+    /// The cache holds every running domain (one scan at the first lookup,
+    /// then kept by our own creates and destroys): a name missing from it
+    /// is not running, without a scan (per-guest cost stays flat).
+    scanned: Mutex<bool>,
     opts: ApplyOptions,
 }
 
@@ -217,6 +221,7 @@ impl<'a, H: Host> Exec<'a, H> {
             host,
             topo,
             domids: Mutex::new(HashMap::new()),
+            scanned: Mutex::new(false),
             opts: ApplyOptions::default(),
         }
     }
@@ -238,25 +243,45 @@ impl<'a, H: Host> Exec<'a, H> {
         }
     }
 
-    /// The running domain's domid: the cached one if its `name` still
-    /// says so (one read), else a scan of `/local/domain`.
+    /// Fill the cache with every running domain.
+    async fn scan(&self) -> Result<()> {
+        let xs = self.xs();
+        let mut found = HashMap::new();
+        for d in observe::list_domids(xs).await? {
+            if let Some(n) = read_text(xs, &format!("{}/name", d.path())).await? {
+                found.insert(n, d);
+            }
+        }
+        if let Ok(mut m) = self.domids.lock() {
+            *m = found;
+        }
+        if let Ok(mut s) = self.scanned.lock() {
+            *s = true;
+        }
+        Ok(())
+    }
+
+    /// The running domain's domid: from the cache (its `name` read back
+    /// to confirm, one read); the first lookup scans `/local/domain`, and
+    /// so does a cached entry that no longer holds.
     pub(crate) async fn domid(&self, name: &str) -> Result<Option<DomId>> {
         if name == DOM0 {
             return Ok(Some(DomId::DOM0));
         }
-        let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
-        if let Some(d) = cached {
-            if read_text(self.xs(), &format!("{}/name", d.path()))
-                .await?
-                .as_deref()
-                == Some(name)
-            {
-                return Ok(Some(d));
-            }
+        let scanned = self.scanned.lock().map(|s| *s).unwrap_or(false);
+        if !scanned {
+            self.scan().await?;
         }
-        let found = observe::domid_of(self.xs(), name).await?;
-        self.remember(name, found);
-        Ok(found)
+        let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
+        let Some(d) = cached else {
+            return Ok(None);
+        };
+        if read_text(self.xs(), &format!("{}/name", d.path())).await?.as_deref() == Some(name) {
+            return Ok(Some(d));
+        }
+        // Renamed or gone under us: look again.
+        self.scan().await?;
+        Ok(self.domids.lock().ok().and_then(|m| m.get(name).copied()))
     }
 
     async fn need_domid(&self, name: &str) -> Result<DomId> {
@@ -603,36 +628,40 @@ pub async fn wait_port_published(
     bridge: &str,
     deadline: tokio::time::Instant,
 ) -> Result<()> {
-    let dir = xenbus::agent::published_bridges_dir(be);
+    // The one port node (netback names a vif's backend interface
+    // vif<fe>.<devid>; the file sets no vifname): O(1) per vif, whatever
+    // the number of ports.
+    let bdir = format!(
+        "{}/{}",
+        xenbus::agent::published_bridges_dir(be),
+        xenbus::agent::node_name(bridge)
+    );
+    let node = format!(
+        "{bdir}/ports/{}",
+        xenbus::agent::node_name(&format!("vif{fe}.{devid}"))
+    );
     let token = xenbus::unique_token("port");
     let mut w = xs
-        .watch(&dir, &token)
+        .watch(&node, &token)
         .await
-        .map_err(Error::xs(format!("watch {dir}")))?;
+        .map_err(Error::xs(format!("watch {node}")))?;
     loop {
-        let p = xenbus::agent::read_published(xs, be)
-            .await
-            .map_err(Error::xb(format!(
-                "read what domain {be}'s agent publishes"
-            )))?;
-        let on = p
-            .bridges
-            .iter()
-            .any(|b| b.name == bridge && b.ports.iter().any(|x| x.vif_ids() == Some((fe, devid))));
-        if on {
+        let rec = read_opt(xs, &node)
+            .await?
+            .and_then(|raw| xenbus::agent::PortRecord::from_json(&raw));
+        if rec.is_some_and(|r| r.vif_ids() == Some((fe, devid))) {
             return Ok(());
         }
         match tokio::time::timeout_at(deadline, w.recv()).await {
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(e))) => return Err(Error::xs(format!("watch {dir}"))(e)),
-            Ok(None) => return Err(Error::Host(format!("watch on {dir} ended"))),
+            Ok(Some(Err(e))) => return Err(Error::xs(format!("watch {node}"))(e)),
+            Ok(None) => return Err(Error::Host(format!("watch on {node} ended"))),
             Err(_) => {
+                let err = read_text(xs, &format!("{}/error", xenbus::agent::agent_dir(be))).await?;
                 return Err(Error::Timeout(format!(
                     "vif{fe}.{devid} is connected but domain {be}'s agent does not show it \
-                     on bridge {bridge}{}",
-                    p.error
-                        .map(|e| format!(" (agent: {e})"))
-                        .unwrap_or_default()
+                     on bridge {bridge} ({node}){}",
+                    err.map(|e| format!("; agent: {e}")).unwrap_or_default()
                 )));
             }
         }
