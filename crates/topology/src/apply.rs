@@ -10,18 +10,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use xenbus::agent::{BridgeSetting, UplinkSetting};
 use xenbus::{BackendPath, DetachOptions, VifConfig, XenbusState, keys};
-use xenstore::{Access, AsyncClient, PermList};
+use xenstore::{Access, AsyncClient};
 use xentypes::{Bdf, DomId, IpCidr};
 
 use crate::action::{Action, ActionKind};
 use crate::error::{Error, Result};
 use crate::host::{DomainRole, Host};
 use crate::hostfile::DOM0;
-use crate::model::{DriverDomain, Guest, Topology, Vif, VifMode};
+use crate::model::{DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 use crate::observe::{self, read_opt, read_text};
 use crate::plan::{bridges_gap, desired_bridges};
-use crate::schema;
 
 /// How long a driver domain's agent may take to build its bridges.
 pub const BRIDGES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -200,7 +200,10 @@ impl<'a, H: Host> Exec<'a, H> {
         }
         let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
         if let Some(d) = cached {
-            if read_text(self.xs(), &format!("{}/name", d.path())).await?.as_deref() == Some(name)
+            if read_text(self.xs(), &format!("{}/name", d.path()))
+                .await?
+                .as_deref()
+                == Some(name)
             {
                 return Ok(Some(d));
             }
@@ -281,11 +284,9 @@ impl<'a, H: Host> Exec<'a, H> {
             ActionKind::GrantNameRead { guest, backend } => self.grant(guest, backend).await,
             ActionKind::AttachVif { guest, devid } => {
                 let g = self.guest(guest)?;
-                let v = g
-                    .vifs
-                    .iter()
-                    .find(|v| v.devid == *devid)
-                    .ok_or_else(|| Error::Host(format!("{guest} has no vif {devid} in the file")))?;
+                let v = g.vifs.iter().find(|v| v.devid == *devid).ok_or_else(|| {
+                    Error::Host(format!("{guest} has no vif {devid} in the file"))
+                })?;
                 self.attach(g, v).await
             }
             ActionKind::DetachVif { guest, devid } => {
@@ -301,43 +302,27 @@ impl<'a, H: Host> Exec<'a, H> {
         let dd = self.dd(domain)?;
         let id = self.need_domid(domain).await?;
         let want = desired_bridges(dd);
-        let base = schema::drvdom_dir(id);
-        let cdir = schema::config_bridges_dir(id);
-        let want2 = want.clone();
-        self.xs()
-            .transaction(move |tx| {
-                let (want, base, cdir) = (want2.clone(), base.clone(), cdir.clone());
-                async move {
-                    // dom0 owns it; the driver domain may read, not write.
-                    let perms = PermList::owned_by(DomId::DOM0, Access::None).with(Access::Read, id);
-                    if !tx.exists(&base).await? {
-                        tx.mkdir(&base).await?;
-                    }
-                    tx.set_perms(&base, &perms).await?;
-                    if tx.exists(&cdir).await? {
-                        tx.rm(&cdir).await?;
-                    }
-                    tx.mkdir(&cdir).await?;
-                    for b in &want {
-                        let p = format!("{cdir}/{}", b.name);
-                        tx.mkdir(&p).await?;
-                        if let Some(u) = &b.uplink {
-                            tx.write(&format!("{p}/uplink"), u).await?;
-                        }
-                        if let Some(m) = b.mtu {
-                            tx.write(&format!("{p}/mtu"), m.to_string()).await?;
-                        }
-                    }
-                    Ok(())
-                }
-                .boxed()
+        let settings: Vec<BridgeSetting> = dd
+            .bridges
+            .iter()
+            .map(|b| BridgeSetting {
+                name: b.name.clone(),
+                uplink: b.uplink.as_ref().map(|u| match u {
+                    Uplink::Nic(bdf) => UplinkSetting::Nic(*bdf),
+                    Uplink::Iface(i) => UplinkSetting::Iface(i.clone()),
+                }),
+                mtu: b.mtu,
             })
+            .collect();
+        xenbus::agent::write_config(self.xs(), id, &settings)
             .await
-            .map_err(Error::xs(format!("write the bridge configuration of {domain}")))?;
+            .map_err(Error::xb(format!(
+                "write the bridge configuration of {domain}"
+            )))?;
         // Wait for the agent to publish what we asked for.
         let deadline = tokio::time::Instant::now() + BRIDGES_TIMEOUT;
         let token = xenbus::unique_token("bridges");
-        let watched = schema::published_dir(id);
+        let watched = xenbus::agent::published_dir(id);
         let mut events = self
             .xs()
             .watch(&watched, &token)
@@ -366,9 +351,16 @@ impl<'a, H: Host> Exec<'a, H> {
                 Ok(None) => return Err(Error::Host(format!("watch on {watched} ended"))),
                 Err(_) => {
                     return Err(Error::Timeout(format!(
-                        "{domain}'s agent did not serve its bridges within {}s: {gap} \
+                        "{domain}'s agent did not serve its bridges within {}s: {gap}{} \
                          (is drvdom-agent running in {domain}?)",
-                        BRIDGES_TIMEOUT.as_secs()
+                        BRIDGES_TIMEOUT.as_secs(),
+                        observed
+                            .domains
+                            .first()
+                            .and_then(|d| d.agent.as_ref())
+                            .and_then(|a| a.error.as_ref())
+                            .map(|e| format!(" (agent: {e})"))
+                            .unwrap_or_default()
                     )));
                 }
             }

@@ -87,7 +87,10 @@ fn nics(topo: &Topology, spans: &Spans, cx: &mut Cx<'_>) {
                 Some((o, line)) if *o == dd.name => cx.error(
                     span.clone(),
                     "TOPO-NIC-SHARED",
-                    format!("NIC {bdf} is listed twice in {:?} (first at line {line})", dd.name),
+                    format!(
+                        "NIC {bdf} is listed twice in {:?} (first at line {line})",
+                        dd.name
+                    ),
                 ),
                 Some((o, line)) => cx.error(
                     span.clone(),
@@ -260,10 +263,17 @@ fn vifs(topo: &Topology, spans: &Spans, cx: &mut Cx<'_>) {
                     cx.error(
                         mac_span.clone(),
                         "TOPO-MULTICAST-MAC",
-                        format!("MAC {} is a multicast address; a NIC needs a unicast one", v.mac),
+                        format!(
+                            "MAC {} is a multicast address; a NIC needs a unicast one",
+                            v.mac
+                        ),
                     );
                 } else if v.mac.is_zero() {
-                    cx.error(mac_span.clone(), "TOPO-BAD-MAC", "MAC 00:00:00:00:00:00 is not usable");
+                    cx.error(
+                        mac_span.clone(),
+                        "TOPO-BAD-MAC",
+                        "MAC 00:00:00:00:00:00 is not usable",
+                    );
                 } else if !v.mac.is_xen_oui() {
                     cx.warning(
                         mac_span.clone(),

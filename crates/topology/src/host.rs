@@ -3,7 +3,7 @@
 //! bridge settings, permissions, observation of domains and devices) is
 //! the same on both and lives in this crate, using [`Host::xenstore`].
 //!
-//! | method | real host (`RealHost`) | simulated host (`sim::SimHost`) |
+//! | method | real host ([`crate::RealHost`]) | simulated host (`sim::SimHost`) |
 //! |---|---|---|
 //! | [`Host::config_drift`], [`Host::write_config`] | the domain's xl.cfg vs the file (`pci`, `driver_domain`, `vif`), lossless edit | no config files: `None`, nothing |
 //! | [`Host::create_domain`] | `xl create` of the xl.cfg (vifs included) | INTRODUCE + libxl's nodes, a namespace, netback + agent (driver) or netfront (guest); no vifs |
@@ -107,7 +107,11 @@ pub trait Host: Send + Sync {
     fn write_config(&self, role: DomainRole<'_>) -> impl Future<Output = Result<()>> + Send;
 
     /// Create a domain as `xl create` does; returns its domid once its
-    /// xenstore nodes exist.
+    /// xenstore nodes exist. A driver domain's NICs must then appear in
+    /// dom0's pci backend of it (`/local/domain/0/backend/pci/<dd>/0/dev-<i>`,
+    /// as libxl writes them: `xenbus::attach_pci`), which `observe` reads
+    /// to tell where a NIC is passed through; its agent reads its bridges
+    /// from `xenbus::agent` settings that `apply` writes next.
     fn create_domain(&self, role: DomainRole<'_>) -> impl Future<Output = Result<DomId>> + Send;
 
     /// Destroy a domain as `xl destroy` does (nothing of it left in

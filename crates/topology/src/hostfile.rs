@@ -91,13 +91,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut loaded = parse_str(&text, &file, Some(&base), opts).map_err(|diagnostics| {
-        Error::HostFile {
+    let mut loaded =
+        parse_str(&text, &file, Some(&base), opts).map_err(|diagnostics| Error::HostFile {
             file: file.clone(),
             source_text: text.clone(),
             diagnostics,
-        }
-    })?;
+        })?;
     loaded.topology.source = Some(path.to_path_buf());
     Ok(loaded)
 }
@@ -122,7 +121,11 @@ pub fn parse_str(
         Ok(d) => d,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            cx.error(span, "TOPO-SYNTAX", format!("not valid TOML: {}", e.message()));
+            cx.error(
+                span,
+                "TOPO-SYNTAX",
+                format!("not valid TOML: {}", e.message()),
+            );
             return Err(cx.diags);
         }
     };
@@ -157,12 +160,15 @@ pub(crate) struct Spans {
     /// Each driver domain: each NIC's span.
     pub dd_nics: Vec<Vec<Range<usize>>>,
     /// Each driver domain, each bridge: (name span, uplink span).
-    pub bridges: Vec<Vec<(Range<usize>, Option<Range<usize>>)>>,
+    pub bridges: Vec<Vec<BridgeSpans>>,
     /// Each guest: its name's span.
     pub guest_name: Vec<Range<usize>>,
     /// Each guest, each vif: where it is.
     pub vifs: Vec<Vec<VifSpans>>,
 }
+
+/// A bridge's name and uplink positions.
+pub(crate) type BridgeSpans = (Range<usize>, Option<Range<usize>>);
 
 /// Where a vif's values are.
 #[derive(Debug, Default, Clone)]
@@ -206,7 +212,7 @@ impl Cx<'_> {
         &mut self,
         severity: Severity,
         span: Range<usize>,
-        code: &str,
+        code: &'static str,
         msg: impl Into<String>,
     ) {
         let d = Diagnostic::at(
@@ -221,18 +227,27 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
-    pub(crate) fn error(&mut self, span: Range<usize>, code: &str, msg: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Range<usize>, code: &'static str, msg: impl Into<String>) {
         self.diag(Severity::Error, span, code, msg);
     }
 
-    pub(crate) fn warning(&mut self, span: Range<usize>, code: &str, msg: impl Into<String>) {
+    pub(crate) fn warning(
+        &mut self,
+        span: Range<usize>,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) {
         self.diag(Severity::Warning, span, code, msg);
     }
 
     /// 1-based line of a byte offset.
     pub(crate) fn line_of(&self, pos: usize) -> usize {
         let pos = pos.min(self.src.len());
-        self.src.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1
+        self.src.as_bytes()[..pos]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn has_errors(&self) -> bool {
@@ -279,11 +294,7 @@ impl Cx<'_> {
         );
     }
 
-    fn str_of<'t>(
-        &mut self,
-        t: &'t Table<'_>,
-        key: &str,
-    ) -> Option<(&'t str, Range<usize>)> {
+    fn str_of<'t>(&mut self, t: &'t Table<'_>, key: &str) -> Option<(&'t str, Range<usize>)> {
         let v = get(t, key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((s.as_ref(), v.span())),
@@ -486,7 +497,6 @@ impl Cx<'_> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn driver_domain(
         &mut self,
         t: &Table<'_>,
@@ -494,7 +504,7 @@ impl Cx<'_> {
     ) -> (
         DriverDomain,
         Vec<Range<usize>>,
-        Vec<(Range<usize>, Option<Range<usize>>)>,
+        Vec<BridgeSpans>,
         Range<usize>,
     ) {
         self.unknown_keys(t, DD_KEYS, "[[driver_domain]]");
@@ -638,7 +648,9 @@ impl Cx<'_> {
                     Ok(_) => self.error(
                         s.clone(),
                         "TOPO-BAD-IP",
-                        format!("ip {a:?} has no prefix length; write it as address/prefix, e.g. {a}/24"),
+                        format!(
+                            "ip {a:?} has no prefix length; write it as address/prefix, e.g. {a}/24"
+                        ),
                     ),
                     Err(e) => self.error(s.clone(), "TOPO-BAD-IP", e.to_string()),
                 }
@@ -677,15 +689,7 @@ impl Cx<'_> {
                 trusted,
             });
         }
-        (
-            Guest {
-                name,
-                config,
-                vifs,
-            },
-            name_span,
-            vspans,
-        )
+        (Guest { name, config, vifs }, name_span, vspans)
     }
 }
 

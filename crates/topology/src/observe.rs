@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::try_join_all;
+use xenbus::agent::AgentState;
 use xenbus::{BackendPath, XenbusState, keys};
 use xenstore::{Access, AsyncClient};
 use xentypes::{Bdf, DevId, DomId, IpCidr};
@@ -19,7 +20,6 @@ use crate::observed::{
     AgentStatus, ConfiguredBridge, Observed, ObservedBridge, ObservedDomain, ObservedNic,
     ObservedPort, ObservedVif,
 };
-use crate::schema::{self, PortNode};
 
 /// Most PCI functions we read from one pci backend.
 const MAX_PCI_DEVS: u32 = 64;
@@ -87,7 +87,11 @@ pub async fn domid_of(xs: &AsyncClient, name: &str) -> Result<Option<DomId>> {
         return Ok(Some(DomId::DOM0));
     }
     for d in list_domids(xs).await? {
-        if read_text(xs, &format!("{}/name", d.path())).await?.as_deref() == Some(name) {
+        if read_text(xs, &format!("{}/name", d.path()))
+            .await?
+            .as_deref()
+            == Some(name)
+        {
             return Ok(Some(d));
         }
     }
@@ -104,15 +108,17 @@ pub(crate) async fn read_opt(xs: &AsyncClient, path: &str) -> Result<Option<Vec<
 }
 
 pub(crate) async fn read_text(xs: &AsyncClient, path: &str) -> Result<Option<String>> {
-    Ok(read_opt(xs, path).await?.map(|v| schema::text(&v)))
+    Ok(read_opt(xs, path).await?.map(|v| text(&v)))
 }
 
-async fn dir(xs: &AsyncClient, path: &str) -> Result<Vec<String>> {
-    match xs.directory(path).await {
-        Ok(v) => Ok(v),
-        Err(e) if e.is_not_found() => Ok(Vec::new()),
-        Err(e) => Err(Error::xs(format!("list {path}"))(e)),
-    }
+/// A short, printable rendering of a value another domain may have written.
+pub(crate) fn text(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&raw[..raw.len().min(256)]);
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 fn parse_u32(s: Option<String>) -> Option<u32> {
@@ -136,50 +142,46 @@ pub(crate) async fn observe_domain(
             Err(e) if e.is_not_found() => false,
             Err(e) => return Err(Error::xs(format!("read {base}/libxl"))(e)),
         };
-    let agent_dir = schema::agent_dir(domid);
-    let agent = match read_text(xs, &format!("{agent_dir}/state")).await? {
-        None => None,
-        Some(state) => Some(AgentStatus {
-            ready: state == schema::AGENT_READY,
-            state,
-            version: read_text(xs, &format!("{agent_dir}/version")).await?,
-            pid: parse_u32(read_text(xs, &format!("{agent_dir}/pid")).await?),
-        }),
-    };
-    let mut bridges = Vec::new();
-    let bdir = schema::published_bridges_dir(domid);
-    for b in dir(xs, &bdir).await? {
-        let p = format!("{bdir}/{b}");
-        let mut ports = Vec::new();
-        for port in dir(xs, &format!("{p}/ports")).await? {
-            let raw = read_opt(xs, &format!("{p}/ports/{port}")).await?;
-            let node = raw.as_deref().and_then(PortNode::parse);
-            ports.push(ObservedPort {
-                ifname: port,
-                vif: node.as_ref().and_then(PortNode::vif_ids),
-                up: node.as_ref().is_some_and(|n| n.up),
-                forwarding: node.as_ref().is_some_and(|n| n.fwd),
-            });
-        }
-        bridges.push(ObservedBridge {
-            uplink: read_text(xs, &format!("{p}/uplink"))
-                .await?
-                .filter(|s| !s.is_empty()),
-            mtu: parse_u32(read_text(xs, &format!("{p}/mtu")).await?),
-            name: b,
-            ports,
-        });
-    }
-    let mut configured_bridges = Vec::new();
-    let cdir = schema::config_bridges_dir(domid);
-    for b in dir(xs, &cdir).await? {
-        let p = format!("{cdir}/{b}");
-        configured_bridges.push(ConfiguredBridge {
-            uplink: read_text(xs, &format!("{p}/uplink")).await?,
-            mtu: parse_u32(read_text(xs, &format!("{p}/mtu")).await?),
-            name: b,
-        });
-    }
+    let published = xenbus::agent::read_published(xs, domid)
+        .await
+        .map_err(Error::xb(format!("read what {name}'s agent publishes")))?;
+    let agent = published.state.map(|st| AgentStatus {
+        state: st.as_str().to_string(),
+        ready: st == AgentState::Ready,
+        version: published.version.clone(),
+        pid: published.pid,
+        error: published.error.clone(),
+    });
+    let bridges = published
+        .bridges
+        .into_iter()
+        .map(|b| ObservedBridge {
+            name: b.name,
+            uplink: b.uplink.filter(|u| !u.is_empty()),
+            mtu: b.mtu,
+            ports: b
+                .ports
+                .into_iter()
+                .map(|p| ObservedPort {
+                    vif: p.vif_ids(),
+                    ifname: p.name,
+                    up: p.up,
+                    forwarding: p.fwd,
+                })
+                .collect(),
+        })
+        .collect();
+    let (settings, _problems) = xenbus::agent::read_config(xs, domid)
+        .await
+        .map_err(Error::xb(format!("read the bridge settings of {name}")))?;
+    let configured_bridges = settings
+        .into_iter()
+        .map(|b| ConfiguredBridge {
+            name: b.name,
+            uplink: b.uplink.map(|u| u.to_string()),
+            mtu: b.mtu,
+        })
+        .collect();
     let name_readers = match xs.get_perms(&format!("{base}/name")).await {
         Ok(perms) => {
             let mut v: Vec<DomId> = perms
@@ -196,10 +198,14 @@ pub(crate) async fn observe_domain(
         }
         Err(_) => Vec::new(),
     };
+    let memory_kib = read_text(xs, &format!("{base}/memory/target"))
+        .await?
+        .and_then(|m| m.parse().ok());
     Ok(Some(ObservedDomain {
         name,
         domid,
         driver_domain,
+        memory_kib,
         agent,
         bridges,
         configured_bridges,

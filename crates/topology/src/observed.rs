@@ -24,6 +24,8 @@ pub struct ObservedDomain {
     pub domid: DomId,
     /// Marked as a driver domain.
     pub driver_domain: bool,
+    /// `memory/target` in KiB.
+    pub memory_kib: Option<u64>,
     /// Its agent, as it publishes itself in xenstore (driver domains).
     pub agent: Option<AgentStatus>,
     /// Its bridges, as its agent publishes them.
@@ -58,6 +60,8 @@ pub struct AgentStatus {
     pub version: Option<String>,
     /// Its process id in the driver domain.
     pub pid: Option<u32>,
+    /// Why a desired bridge could not be built, if it says.
+    pub error: Option<String>,
 }
 
 /// A bridge in a driver domain.

@@ -229,7 +229,10 @@ pub fn diff(topo: &Topology, observed: &Observed, drift: &Drift) -> Vec<Action> 
                 format!("{} will be created", dd.name),
             ));
         } else if let Some(gap) = bridges_gap(dd, observed) {
-            out.push(Action::new(ActionKind::ConfigureBridges { domain: name }, gap));
+            out.push(Action::new(
+                ActionKind::ConfigureBridges { domain: name },
+                gap,
+            ));
         }
     }
     for g in &topo.guests {

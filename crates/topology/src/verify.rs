@@ -74,7 +74,13 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn push(&mut self, check: &str, target: impl Into<String>, ok: bool, detail: impl Into<String>) {
+    fn push(
+        &mut self,
+        check: &str,
+        target: impl Into<String>,
+        ok: bool,
+        detail: impl Into<String>,
+    ) {
         let c = Check {
             check: check.to_string(),
             target: target.into(),
@@ -141,10 +147,7 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                 "nic-pciback",
                 bdf.to_string(),
                 driver.as_deref() == Some(PCIBACK),
-                format!(
-                    "driver {}{extra}",
-                    driver.as_deref().unwrap_or("none")
-                ),
+                format!("driver {}{extra}", driver.as_deref().unwrap_or("none")),
             );
             let to = n.and_then(|n| n.assigned_to);
             let want = od.map(|d| d.domid);
@@ -179,10 +182,14 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                 &dd.name,
                 a.ready,
                 format!(
-                    "drvdom-agent {} pid {} state {}",
+                    "drvdom-agent {} pid {} state {}{}",
                     a.version.as_deref().unwrap_or("?"),
                     a.pid.map_or("?".to_string(), |p| p.to_string()),
-                    a.state
+                    a.state,
+                    a.error
+                        .as_deref()
+                        .map(|e| format!("; error: {e}"))
+                        .unwrap_or_default()
                 ),
             ),
             None => out.push(
@@ -191,7 +198,7 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                 false,
                 format!(
                     "nothing published under {} (is drvdom-agent running?)",
-                    crate::schema::agent_dir(od.domid)
+                    xenbus::agent::agent_dir(od.domid)
                 ),
             ),
         }
@@ -330,7 +337,10 @@ fn structure(topo: &Topology, obs: &Observed, out: &mut Out<'_>) {
                     "vif-on-bridge",
                     target,
                     false,
-                    format!("no port for vif{}.{} on {br} in {}", og.domid, v.devid, v.backend),
+                    format!(
+                        "no port for vif{}.{} on {br} in {}",
+                        og.domid, v.devid, v.backend
+                    ),
                 ),
             }
         }
@@ -487,16 +497,26 @@ mod tests {
     #[test]
     fn outside_address_avoids_used_ones() {
         let ip: IpCidr = "192.0.2.10/24".parse().unwrap();
-        assert_eq!(outside_addr(&ip, &[]).unwrap().to_string(), "192.0.2.254/24");
+        assert_eq!(
+            outside_addr(&ip, &[]).unwrap().to_string(),
+            "192.0.2.254/24"
+        );
         let used = ["192.0.2.254".parse().unwrap()];
-        assert_eq!(outside_addr(&ip, &used).unwrap().to_string(), "192.0.2.253/24");
+        assert_eq!(
+            outside_addr(&ip, &used).unwrap().to_string(),
+            "192.0.2.253/24"
+        );
         assert!(outside_addr(&"10.0.0.1/32".parse().unwrap(), &[]).is_none());
         assert_eq!(
-            outside_addr(&"10.0.0.1/30".parse().unwrap(), &[]).unwrap().to_string(),
+            outside_addr(&"10.0.0.1/30".parse().unwrap(), &[])
+                .unwrap()
+                .to_string(),
             "10.0.0.2/30"
         );
         assert_eq!(
-            outside_addr(&"2001:db8::10/64".parse().unwrap(), &[]).unwrap().to_string(),
+            outside_addr(&"2001:db8::10/64".parse().unwrap(), &[])
+                .unwrap()
+                .to_string(),
             "2001:db8::ffff:ffff:ffff:fffe/64"
         );
     }

@@ -64,11 +64,11 @@ pub struct Diagnostic {
     /// The text the reference implementation names in its message
     /// (`near `…'`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub near: Option<String>,
+    pub near: Option<Box<str>>,
     /// A stable code naming the check (`TOPO-UNKNOWN-KEY`), for scripts
     /// and documentation; shown as `error[CODE]: ...`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -117,8 +117,8 @@ impl Diagnostic {
     }
 
     /// The same diagnostic with a stable code.
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
         self
     }
 

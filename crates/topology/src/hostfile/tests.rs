@@ -47,7 +47,7 @@ fn errors(s: &str) -> Vec<Diagnostic> {
     }
 }
 
-fn codes(s: &str) -> Vec<String> {
+fn codes(s: &str) -> Vec<&'static str> {
     errors(s)
         .into_iter()
         .filter(Diagnostic::is_error)
@@ -74,10 +74,17 @@ fn parses_the_seed_with_defaults_resolved() {
     let web = &t.guests[0];
     assert_eq!(web.vifs[0].devid, DevId(0));
     assert_eq!(web.vifs[1].devid, DevId(1));
-    assert_eq!(web.vifs[0].bridge.as_deref(), Some("xenbr0"), "first bridge");
+    assert_eq!(
+        web.vifs[0].bridge.as_deref(),
+        Some("xenbr0"),
+        "first bridge"
+    );
     assert_eq!(web.vifs[0].mac, default_mac("web", 0));
     assert_eq!(web.vifs[0].mac, MacAddr::derived_xen(b"web/0"));
-    assert!(!web.vifs[0].trusted, "untrusted when the backend is a driver domain");
+    assert!(
+        !web.vifs[0].trusted,
+        "untrusted when the backend is a driver domain"
+    );
     assert_eq!(web.vifs[1].mac.to_string(), "00:16:3e:12:34:56");
     assert_eq!(web.vifs[1].mtu, Some(9000));
     let db = &t.guests[1];
@@ -93,8 +100,13 @@ fn default_macs_are_stable() {
 
 #[test]
 fn config_is_relative_to_the_file() {
-    let l = parse_str(SEED, "x/host.toml", Some(Path::new("/etc/drvdom")), &LoadOptions::default())
-        .unwrap();
+    let l = parse_str(
+        SEED,
+        "x/host.toml",
+        Some(Path::new("/etc/drvdom")),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(
         l.topology.driver_domains[0].config.as_deref(),
         Some(Path::new("/etc/drvdom/netdd.cfg"))
@@ -106,11 +118,18 @@ fn unknown_key_is_an_error_at_its_position_with_a_hint() {
     let src = "version = 1\n[[driver_domain]]\nname = \"dd\"\nnic = [\"03:00.0\"]\n";
     let d = errors(src);
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-UNKNOWN-KEY"));
+    assert_eq!(d[0].code, Some("TOPO-UNKNOWN-KEY"));
     assert_eq!((d[0].line, d[0].column), (4, 1));
-    assert!(d[0].message.contains("did you mean `nics`"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("did you mean `nics`"),
+        "{}",
+        d[0].message
+    );
     let r = d[0].render(Some(src.as_bytes()));
-    assert!(r.starts_with("error[TOPO-UNKNOWN-KEY]: unknown key `nic`"), "{r}");
+    assert!(
+        r.starts_with("error[TOPO-UNKNOWN-KEY]: unknown key `nic`"),
+        "{r}"
+    );
     assert!(r.contains("--> host.toml:4:1"), "{r}");
     assert!(r.contains("4 | nic = [\"03:00.0\"]\n"), "{r}");
     assert!(r.contains("  | ^^^\n"), "{r}");
@@ -139,7 +158,7 @@ fn version_missing_or_unsupported() {
 #[test]
 fn toml_syntax_errors_are_placed() {
     let d = errors("version = 1\n[[guest]\nname = \"a\"\n");
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-SYNTAX"));
+    assert_eq!(d[0].code, Some("TOPO-SYNTAX"));
     assert_eq!(d[0].line, 2, "{d:?}");
 }
 
@@ -173,31 +192,50 @@ fn missing_required_keys() {
 
 #[test]
 fn bad_names_bdfs_macs_ips_mtus() {
-    assert_eq!(codes("version = 1\n[[guest]]\nname = \"a b\"\n"), ["TOPO-BAD-NAME"]);
-    assert_eq!(codes("version = 1\n[[guest]]\nname = \"123\"\n"), ["TOPO-BAD-NAME"]);
-    assert_eq!(codes("version = 1\n[[guest]]\nname = \"dom0\"\n"), ["TOPO-BAD-NAME"]);
+    assert_eq!(
+        codes("version = 1\n[[guest]]\nname = \"a b\"\n"),
+        ["TOPO-BAD-NAME"]
+    );
+    assert_eq!(
+        codes("version = 1\n[[guest]]\nname = \"123\"\n"),
+        ["TOPO-BAD-NAME"]
+    );
+    assert_eq!(
+        codes("version = 1\n[[guest]]\nname = \"dom0\"\n"),
+        ["TOPO-BAD-NAME"]
+    );
     assert_eq!(
         codes("version = 1\n[[driver_domain]]\nname = \"d\"\nnics = [\"03:20.0\"]\n"),
         ["TOPO-BAD-BDF"]
     );
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"00:16:3e:1:2:3\"\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"00:16:3e:1:2:3\"\n"
+        )),
         ["TOPO-BAD-MAC"]
     );
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nip = [\"10.0.0.300/24\"]\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nip = [\"10.0.0.300/24\"]\n"
+        )),
         ["TOPO-BAD-IP"]
     );
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nip = [\"10.0.0.3\"]\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nip = [\"10.0.0.3\"]\n"
+        )),
         ["TOPO-BAD-IP"]
     );
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmtu = 70000\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmtu = 70000\n"
+        )),
         ["TOPO-BAD-MTU"]
     );
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmode = \"nat\"\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmode = \"nat\"\n"
+        )),
         ["TOPO-BAD-VALUE"]
     );
 }
@@ -205,10 +243,12 @@ fn bad_names_bdfs_macs_ips_mtus() {
 #[test]
 fn duplicate_names_and_shared_nics() {
     let d = errors(&with("[[guest]]\nname = \"netdd\"\n"));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-DUPLICATE-NAME"));
+    assert_eq!(d[0].code, Some("TOPO-DUPLICATE-NAME"));
     assert!(d[0].message.contains("first at line 5"), "{}", d[0].message);
     assert_eq!(
-        codes(&with("[[driver_domain]]\nname = \"dd2\"\nnics = [\"0000:03:00.0\"]\n")),
+        codes(&with(
+            "[[driver_domain]]\nname = \"dd2\"\nnics = [\"0000:03:00.0\"]\n"
+        )),
         ["TOPO-NIC-SHARED"]
     );
     assert_eq!(
@@ -221,11 +261,15 @@ fn duplicate_names_and_shared_nics() {
 fn uplinks() {
     let base = "version = 1\n[[driver_domain]]\nname = \"d\"\nnics = [\"03:00.0\"]\n";
     assert_eq!(
-        codes(&format!("{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"04:00.0\"\n")),
+        codes(&format!(
+            "{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"04:00.0\"\n"
+        )),
         ["TOPO-BAD-UPLINK"]
     );
     assert_eq!(
-        codes(&format!("{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"not an if\"\n")),
+        codes(&format!(
+            "{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"not an if\"\n"
+        )),
         ["TOPO-BAD-UPLINK"]
     );
     assert_eq!(
@@ -240,7 +284,10 @@ fn uplinks() {
         )),
         ["TOPO-DUPLICATE-BRIDGE"]
     );
-    let ok = parse(&format!("{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"eth1\"\n")).unwrap();
+    let ok = parse(&format!(
+        "{base}[[driver_domain.bridge]]\nname = \"b\"\nuplink = \"eth1\"\n"
+    ))
+    .unwrap();
     assert_eq!(
         ok.topology.driver_domains[0].bridges[0].uplink,
         Some(Uplink::Iface("eth1".into()))
@@ -249,16 +296,28 @@ fn uplinks() {
 
 #[test]
 fn backends_and_bridges_must_exist() {
-    let d = errors(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"nosuch\"\n"));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-UNKNOWN-BACKEND"));
-    assert!(d[0].message.contains("known: netdd, dom0"), "{}", d[0].message);
+    let d = errors(&with(
+        "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"nosuch\"\n",
+    ));
+    assert_eq!(d[0].code, Some("TOPO-UNKNOWN-BACKEND"));
+    assert!(
+        d[0].message.contains("known: netdd, dom0"),
+        "{}",
+        d[0].message
+    );
     let d = errors(&with(
         "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nbridge = \"xenbr9\"\n",
     ));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-UNKNOWN-BRIDGE"));
-    assert!(d[0].message.contains("its bridges: xenbr0, inner"), "{}", d[0].message);
+    assert_eq!(d[0].code, Some("TOPO-UNKNOWN-BRIDGE"));
+    assert!(
+        d[0].message.contains("its bridges: xenbr0, inner"),
+        "{}",
+        d[0].message
+    );
     assert_eq!(
-        codes("version = 1\n[[driver_domain]]\nname = \"d\"\n[[guest]]\nname = \"g\"\n[[guest.vif]]\nbackend = \"d\"\n"),
+        codes(
+            "version = 1\n[[driver_domain]]\nname = \"d\"\n[[guest]]\nname = \"g\"\n[[guest.vif]]\nbackend = \"d\"\n"
+        ),
         ["TOPO-NO-BRIDGE"]
     );
 }
@@ -266,7 +325,9 @@ fn backends_and_bridges_must_exist() {
 #[test]
 fn route_mode_rules() {
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmode = \"route\"\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmode = \"route\"\n"
+        )),
         ["TOPO-ROUTE-NEEDS-IP"]
     );
     assert_eq!(
@@ -287,17 +348,19 @@ fn macs_duplicate_multicast_foreign() {
     let d = errors(&with(
         "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"00:16:3e:12:34:56\"\n",
     ));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-DUPLICATE-MAC"));
+    assert_eq!(d[0].code, Some("TOPO-DUPLICATE-MAC"));
     assert!(d[0].message.contains("web/1"), "{}", d[0].message);
     // A derived MAC taken explicitly by another vif.
     let derived = default_mac("web", 0);
     let d = errors(&with(&format!(
         "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"{derived}\"\n"
     )));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-DUPLICATE-MAC"));
+    assert_eq!(d[0].code, Some("TOPO-DUPLICATE-MAC"));
     assert!(d[0].message.contains("web/0 (derived)"), "{}", d[0].message);
     assert_eq!(
-        codes(&with("[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"01:16:3e:00:00:01\"\n")),
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nmac = \"01:16:3e:00:00:01\"\n"
+        )),
         ["TOPO-MULTICAST-MAC"]
     );
     let l = parse(&with(
@@ -305,7 +368,7 @@ fn macs_duplicate_multicast_foreign() {
     ))
     .unwrap();
     assert_eq!(l.warnings.len(), 1);
-    assert_eq!(l.warnings[0].code.as_deref(), Some("TOPO-FOREIGN-MAC"));
+    assert_eq!(l.warnings[0].code, Some("TOPO-FOREIGN-MAC"));
     assert!(!l.warnings[0].is_error());
 }
 
@@ -314,15 +377,16 @@ fn duplicate_addresses() {
     let d = errors(&with(
         "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nip = [\"192.0.2.10/25\"]\n",
     ));
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-DUPLICATE-IP"));
+    assert_eq!(d[0].code, Some("TOPO-DUPLICATE-IP"));
     assert!(d[0].message.contains("web/0"), "{}", d[0].message);
 }
 
 #[test]
 fn every_error_is_reported_in_file_order() {
-    let src = "version = 1\n[[guest]]\nname = \"a b\"\ncolour = 1\n[[guest.vif]]\nbackend = \"none\"\n";
+    let src =
+        "version = 1\n[[guest]]\nname = \"a b\"\ncolour = 1\n[[guest.vif]]\nbackend = \"none\"\n";
     let d = errors(src);
-    let c: Vec<_> = d.iter().map(|d| d.code.clone().unwrap()).collect();
+    let c: Vec<_> = d.iter().map(|d| d.code.unwrap()).collect();
     assert_eq!(c, ["TOPO-BAD-NAME", "TOPO-UNKNOWN-KEY"], "{d:?}");
     assert!(d.windows(2).all(|w| w[0].line <= w[1].line));
 }
@@ -332,20 +396,27 @@ fn real_host_requires_existing_configs() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LoadOptions::new(true);
     let d = parse_str(SEED, "h.toml", Some(dir.path()), &opts).unwrap_err();
-    let c: Vec<_> = d.iter().filter_map(|d| d.code.clone()).collect();
+    let c: Vec<_> = d.iter().filter_map(|d| d.code).collect();
     assert_eq!(
         c,
-        ["TOPO-CONFIG-NOT-FOUND", "TOPO-CONFIG-MISSING", "TOPO-CONFIG-MISSING"],
+        [
+            "TOPO-CONFIG-NOT-FOUND",
+            "TOPO-CONFIG-MISSING",
+            "TOPO-CONFIG-MISSING"
+        ],
         "{d:?}"
     );
     std::fs::write(dir.path().join("netdd.cfg"), "name = \"netdd\"\n").unwrap();
     let src = SEED
         .replace("name = \"web\"\n", "name = \"web\"\nconfig = \"web.cfg\"\n")
-        .replace("name = \"db\"\n", "name = \"db\"\nconfig = \"/nonexistent/db.cfg\"\n");
+        .replace(
+            "name = \"db\"\n",
+            "name = \"db\"\nconfig = \"/nonexistent/db.cfg\"\n",
+        );
     std::fs::write(dir.path().join("web.cfg"), "").unwrap();
     let d = parse_str(&src, "h.toml", Some(dir.path()), &opts).unwrap_err();
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!(d[0].code.as_deref(), Some("TOPO-CONFIG-NOT-FOUND"));
+    assert_eq!(d[0].code, Some("TOPO-CONFIG-NOT-FOUND"));
 }
 
 #[test]
@@ -390,8 +461,8 @@ proptest! {
         if let Err(d) = parse(&s) {
             prop_assert!(d.iter().any(Diagnostic::is_error));
             for x in &d {
-                prop_assert!(x.code.as_deref().is_some_and(|c| c.starts_with("TOPO-")));
-                prop_assert!(x.line >= 1 || x.code.as_deref() == Some("TOPO-VERSION-MISSING"));
+                prop_assert!(x.code.is_some_and(|c| c.starts_with("TOPO-")));
+                prop_assert!(x.line >= 1 || x.code == Some("TOPO-VERSION-MISSING"));
             }
         }
     }
