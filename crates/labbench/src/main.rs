@@ -233,7 +233,7 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
         env.dir.path().join("sockets-default").display().to_string(),
     ];
     env.spawn(
-        &bins,
+        bins,
         "xenstored-default",
         None,
         &bins.xenstored,
@@ -328,7 +328,7 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
     .collect();
     let dd_ns = env.dd_ns.clone();
     let agent_pid = env.spawn(
-        &bins,
+        bins,
         "agent",
         Some(&dd_ns),
         &bins.agent,

@@ -3,6 +3,9 @@
 //! rtnetlink inside them, and the in-process ICMP echo. No `ip`, no
 //! `ping`.
 
+// Helpers outside #[test] fns unwrap too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::IpAddr;
 use std::time::Duration;
 
