@@ -23,13 +23,45 @@ use crate::model::{DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 use crate::observe::{self, read_opt, read_text};
 use crate::plan::{bridges_gap, desired_bridges};
 
-/// How long a driver domain's agent may take to build its bridges.
-pub const BRIDGES_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a driver domain's agent may take to build its bridges: on a
+/// real host `xl create` returns before the domain has booted its kernel
+/// and started the agent (minutes under emulation).
+pub const BRIDGES_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a vif may take to connect: libxl's 10 s to InitWait plus its
 /// 40 s hotplug limit (`LIBXL_INIT_TIMEOUT`, `LIBXL_HOTPLUG_TIMEOUT`).
 pub const VIF_TIMEOUT: Duration = Duration::from_secs(50);
 /// Hotplug script for routed vifs (Xen's `vif-route`).
 pub const VIF_ROUTE_SCRIPT: &str = "/etc/xen/scripts/vif-route";
+
+/// Limits of [`apply_with`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ApplyOptions {
+    /// How long a driver domain's agent may take to serve its bridges
+    /// after `configure-bridges` ([`BRIDGES_TIMEOUT`]).
+    pub agent_timeout: Duration,
+    /// How long a vif may take to connect ([`VIF_TIMEOUT`]).
+    pub vif_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            agent_timeout: BRIDGES_TIMEOUT,
+            vif_timeout: VIF_TIMEOUT,
+        }
+    }
+}
+
+impl ApplyOptions {
+    /// Options with these limits.
+    pub fn new(agent_timeout: Duration, vif_timeout: Duration) -> Self {
+        ApplyOptions {
+            agent_timeout,
+            vif_timeout,
+        }
+    }
+}
 
 /// Progress of [`apply`], one call before and one after each action.
 #[derive(Debug)]
@@ -96,7 +128,19 @@ pub async fn apply<H: Host>(
     actions: &[Action],
     progress: &mut (dyn FnMut(Progress<'_>) -> ControlFlow<()> + Send),
 ) -> ApplyReport {
-    let cx = Exec::new(host, topo);
+    apply_with(host, topo, actions, &ApplyOptions::default(), progress).await
+}
+
+/// [`apply`] with explicit limits.
+pub async fn apply_with<H: Host>(
+    host: &H,
+    topo: &Topology,
+    actions: &[Action],
+    opts: &ApplyOptions,
+    progress: &mut (dyn FnMut(Progress<'_>) -> ControlFlow<()> + Send),
+) -> ApplyReport {
+    let mut cx = Exec::new(host, topo);
+    cx.opts = *opts;
     let total = actions.len();
     let mut report = ApplyReport {
         results: Vec::with_capacity(total),
@@ -164,6 +208,11 @@ pub(crate) struct Exec<'a, H: Host> {
     host: &'a H,
     topo: &'a Topology,
     domids: Mutex<HashMap<String, DomId>>,
+    /// The cache holds every running domain (one scan at the first lookup,
+    /// then kept by our own creates and destroys): a name missing from it
+    /// is not running, without a scan (per-guest cost stays flat).
+    scanned: Mutex<bool>,
+    opts: ApplyOptions,
 }
 
 impl<'a, H: Host> Exec<'a, H> {
@@ -172,6 +221,8 @@ impl<'a, H: Host> Exec<'a, H> {
             host,
             topo,
             domids: Mutex::new(HashMap::new()),
+            scanned: Mutex::new(false),
+            opts: ApplyOptions::default(),
         }
     }
 
@@ -192,25 +243,45 @@ impl<'a, H: Host> Exec<'a, H> {
         }
     }
 
-    /// The running domain's domid: the cached one if its `name` still
-    /// says so (one read), else a scan of `/local/domain`.
+    /// Fill the cache with every running domain.
+    async fn scan(&self) -> Result<()> {
+        let xs = self.xs();
+        let mut found = HashMap::new();
+        for d in observe::list_domids(xs).await? {
+            if let Some(n) = read_text(xs, &format!("{}/name", d.path())).await? {
+                found.insert(n, d);
+            }
+        }
+        if let Ok(mut m) = self.domids.lock() {
+            *m = found;
+        }
+        if let Ok(mut s) = self.scanned.lock() {
+            *s = true;
+        }
+        Ok(())
+    }
+
+    /// The running domain's domid: from the cache (its `name` read back
+    /// to confirm, one read); the first lookup scans `/local/domain`, and
+    /// so does a cached entry that no longer holds.
     pub(crate) async fn domid(&self, name: &str) -> Result<Option<DomId>> {
         if name == DOM0 {
             return Ok(Some(DomId::DOM0));
         }
-        let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
-        if let Some(d) = cached {
-            if read_text(self.xs(), &format!("{}/name", d.path()))
-                .await?
-                .as_deref()
-                == Some(name)
-            {
-                return Ok(Some(d));
-            }
+        let scanned = self.scanned.lock().map(|s| *s).unwrap_or(false);
+        if !scanned {
+            self.scan().await?;
         }
-        let found = observe::domid_of(self.xs(), name).await?;
-        self.remember(name, found);
-        Ok(found)
+        let cached = self.domids.lock().ok().and_then(|m| m.get(name).copied());
+        let Some(d) = cached else {
+            return Ok(None);
+        };
+        if read_text(self.xs(), &format!("{}/name", d.path())).await?.as_deref() == Some(name) {
+            return Ok(Some(d));
+        }
+        // Renamed or gone under us: look again.
+        self.scan().await?;
+        Ok(self.domids.lock().ok().and_then(|m| m.get(name).copied()))
     }
 
     async fn need_domid(&self, name: &str) -> Result<DomId> {
@@ -320,7 +391,7 @@ impl<'a, H: Host> Exec<'a, H> {
                 "write the bridge configuration of {domain}"
             )))?;
         // Wait for the agent to publish what we asked for.
-        let deadline = tokio::time::Instant::now() + BRIDGES_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.opts.agent_timeout;
         let token = xenbus::unique_token("bridges");
         let watched = xenbus::agent::published_dir(id);
         let mut events = self
@@ -353,7 +424,7 @@ impl<'a, H: Host> Exec<'a, H> {
                     return Err(Error::Timeout(format!(
                         "{domain}'s agent did not serve its bridges within {}s: {gap}{} \
                          (is drvdom-agent running in {domain}?)",
-                        BRIDGES_TIMEOUT.as_secs(),
+                        self.opts.agent_timeout.as_secs(),
                         observed
                             .domains
                             .first()
@@ -421,7 +492,11 @@ impl<'a, H: Host> Exec<'a, H> {
                 .await
                 .map_err(Error::xb(format!("attach vif {} of {}", v.devid, g.name)))?;
         }
-        wait_vif_up(xs, &bp, &g.name, tokio::time::Instant::now() + VIF_TIMEOUT).await?;
+        let deadline = tokio::time::Instant::now() + self.opts.vif_timeout;
+        wait_vif_up(xs, &bp, &g.name, deadline).await?;
+        if let (VifMode::Bridge, Some(br), false) = (v.mode, &v.bridge, be == DomId::DOM0) {
+            wait_port_published(xs, be, fe, v.devid, br, deadline).await?;
+        }
         self.host.vif_connected(&g.name, fe, v).await?;
         Ok(format!(
             "vif{fe}.{} in {} Connected, mac {}{}",
@@ -536,6 +611,57 @@ pub async fn wait_vif_up(
                     bs.map_or("absent", |s| s.name()),
                     fs.map_or("absent", |s| s.name()),
                     hs.as_deref().unwrap_or("absent")
+                )));
+            }
+        }
+    }
+}
+
+/// Wait until driver domain `be`'s agent publishes vif `devid` of `fe` as
+/// a port of `bridge` (its `brctl show` view, AGENT_XS_SCHEMA): hotplug is
+/// reported before the agent republishes its bridges.
+pub async fn wait_port_published(
+    xs: &AsyncClient,
+    be: DomId,
+    fe: DomId,
+    devid: xentypes::DevId,
+    bridge: &str,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    // The one port node (netback names a vif's backend interface
+    // vif<fe>.<devid>; the file sets no vifname): O(1) per vif, whatever
+    // the number of ports.
+    let bdir = format!(
+        "{}/{}",
+        xenbus::agent::published_bridges_dir(be),
+        xenbus::agent::node_name(bridge)
+    );
+    let node = format!(
+        "{bdir}/ports/{}",
+        xenbus::agent::node_name(&format!("vif{fe}.{devid}"))
+    );
+    let token = xenbus::unique_token("port");
+    let mut w = xs
+        .watch(&node, &token)
+        .await
+        .map_err(Error::xs(format!("watch {node}")))?;
+    loop {
+        let rec = read_opt(xs, &node)
+            .await?
+            .and_then(|raw| xenbus::agent::PortRecord::from_json(&raw));
+        if rec.is_some_and(|r| r.vif_ids() == Some((fe, devid))) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, w.recv()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(Error::xs(format!("watch {node}"))(e)),
+            Ok(None) => return Err(Error::Host(format!("watch on {node} ended"))),
+            Err(_) => {
+                let err = read_text(xs, &format!("{}/error", xenbus::agent::agent_dir(be))).await?;
+                return Err(Error::Timeout(format!(
+                    "vif{fe}.{devid} is connected but domain {be}'s agent does not show it \
+                     on bridge {bridge} ({node}){}",
+                    err.map(|e| format!("; agent: {e}")).unwrap_or_default()
                 )));
             }
         }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use topology::Topology;
-use topology::apply::{Progress, apply};
+use topology::apply::{ApplyOptions, Progress, apply_with};
 use topology::plan::{Planned, plan, plan_destroy};
 use topology::show::{to_dot, to_libvirt, to_text, view};
 use topology::verify::{Status, verify};
@@ -29,6 +29,13 @@ pub struct FileArgs {
     /// Print JSON (SPEC.md §4).
     #[arg(long)]
     pub json: bool,
+    /// apply: seconds a driver domain may take to boot and have its agent
+    /// serve its bridges.
+    #[arg(long, value_name = "SECS", default_value_t = topology::apply::BRIDGES_TIMEOUT.as_secs())]
+    pub agent_timeout: u64,
+    /// apply: seconds a vif may take to connect.
+    #[arg(long, value_name = "SECS", default_value_t = topology::apply::VIF_TIMEOUT.as_secs())]
+    pub vif_timeout: u64,
 }
 
 /// `show` output formats.
@@ -188,7 +195,11 @@ async fn do_apply(
             ControlFlow::Continue(())
         }
     };
-    let report = apply(host, topo, &p.actions, &mut on_progress).await;
+    let opts = ApplyOptions::new(
+        std::time::Duration::from_secs(args.agent_timeout),
+        std::time::Duration::from_secs(args.vif_timeout),
+    );
+    let report = apply_with(host, topo, &p.actions, &opts, &mut on_progress).await;
     // Confirm: the host must now match (or hold nothing of the file).
     let after = if destroy {
         plan_destroy(host, topo).await

@@ -98,18 +98,24 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                 // Netback in a driver domain does not trust guests' frontends.
                 cfg = cfg.trusted(false);
             }
+            let bridge_name = cfg
+                .bridge
+                .clone()
+                .unwrap_or_else(|| xenbus::DEFAULT_BRIDGE.to_string());
             let devid = xenbus::attach_vif(xs, fe, &cfg)
                 .await
                 .with_context(|| format!("attach a vif of {guest} to {backend}"))?;
             let bp = BackendPath::vif(be, fe, devid);
-            topology::apply::wait_vif_up(
-                xs,
-                &bp,
-                &guest,
-                tokio::time::Instant::now() + topology::apply::VIF_TIMEOUT,
-            )
-            .await
-            .with_context(|| format!("wait for vif{}.{devid} to connect", fe.0))?;
+            let deadline = tokio::time::Instant::now() + topology::apply::VIF_TIMEOUT;
+            topology::apply::wait_vif_up(xs, &bp, &guest, deadline)
+                .await
+                .with_context(|| format!("wait for vif{}.{devid} to connect", fe.0))?;
+            if be != DomId::DOM0 {
+                // Done when the driver domain shows it on its bridge.
+                topology::apply::wait_port_published(xs, be, fe, devid, &bridge_name, deadline)
+                    .await
+                    .with_context(|| format!("wait for vif{}.{devid} on {bridge_name}", fe.0))?;
+            }
             if json {
                 let out = serde_json::json!({
                     "guest": guest, "domid": fe.0, "backend": backend, "devid": devid.0,
