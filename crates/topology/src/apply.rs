@@ -276,7 +276,11 @@ impl<'a, H: Host> Exec<'a, H> {
         let Some(d) = cached else {
             return Ok(None);
         };
-        if read_text(self.xs(), &format!("{}/name", d.path())).await?.as_deref() == Some(name) {
+        if read_text(self.xs(), &format!("{}/name", d.path()))
+            .await?
+            .as_deref()
+            == Some(name)
+        {
             return Ok(Some(d));
         }
         // Renamed or gone under us: look again.
