@@ -121,39 +121,37 @@ impl Publisher {
         if !self.seeded {
             self.seed().await.map_err(|e| e.to_string())?;
         }
-        let bridges = hp.bridges().await.map_err(|e| e.to_string())?;
-        let fwd = hotplug::port_forwarding(hp.ops())
+        // One dump, decoded link by link: bridges, their ports, states.
+        let links = hotplug::link_states(hp.ops())
             .await
             .map_err(|e| e.to_string())?;
         let dir = published_bridges_dir(self.domid);
         let mut want: BTreeMap<String, String> = BTreeMap::new();
         let mut want_dirs: BTreeMap<String, ()> = BTreeMap::new();
-        for b in &bridges {
+        for b in links.iter().filter(|l| l.link.is_bridge()) {
+            let b = &b.link;
             let bdir = format!("{dir}/{}", node_name(&b.name));
             want_dirs.insert(bdir.clone(), ());
             want.insert(format!("{bdir}/mtu"), b.mtu.to_string());
             let uplink = uplinks.get(&b.name);
-            if let Some(u) = uplink {
-                if b.ports.iter().any(|p| &p.name == u) {
-                    want.insert(format!("{bdir}/uplink"), u.clone());
+            let ports = links.iter().filter(|p| p.link.master == Some(b.index));
+            for p in ports {
+                let name = &p.link.name;
+                if Some(name) == uplink {
+                    want.insert(format!("{bdir}/uplink"), name.clone());
                 }
-            }
-            for p in &b.ports {
-                let vif = if Some(&p.name) == uplink {
+                let vif = if Some(name) == uplink {
                     None
                 } else {
-                    vif_of(&p.name)
+                    vif_of(name)
                 };
                 let rec = PortRecord {
                     name: String::new(),
                     vif,
-                    up: p.oper == OperState::Up,
-                    fwd: fwd.get(&p.index).copied().unwrap_or(false),
+                    up: p.link.oper == OperState::Up,
+                    fwd: p.forwarding.unwrap_or(false),
                 };
-                want.insert(
-                    format!("{bdir}/ports/{}", node_name(&p.name)),
-                    rec.to_json(),
-                );
+                want.insert(format!("{bdir}/ports/{}", node_name(name)), rec.to_json());
             }
         }
         let c = &self.client;

@@ -13,6 +13,8 @@ fn debian_vif_bridge_script_connects_the_lab_vifs() {
     let _bins = require_lab!();
     let _script = testutil::require_cmd!(VIF_BRIDGE);
     let _xsw = testutil::require_cmd!("xenstore-write");
+    // Debian's vif-bridge itself calls ip (the lab does not).
+    let _ip = testutil::require_cmd!("ip");
     let lab = TestLab::new();
     let out = lab.ok(&[
         "lab",

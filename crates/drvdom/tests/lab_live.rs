@@ -42,18 +42,23 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         assert!(ports.contains(&vif), "cycle {cycle}: {ports:?}");
         let e = lab.link("guest1", &eth).unwrap();
         assert_eq!(e.mac.as_deref(), Some("00:16:3e:00:01:01"));
-        // bridge show, as the driver domain, names the guest and the state.
-        let show = lab.ok(&[
-            "bridge", "show", "--lab", &lab.name, "--domain", "netdd", "--json",
-        ]);
-        let rows: serde_json::Value = serde_json::from_str(&show).unwrap();
-        let port = rows[0]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["port"] == vif.as_str())
-            .unwrap()
-            .clone();
+        // bridge show, from dom0, names the guest and the state, once the
+        // agent has published the new port (it publishes link changes
+        // after a short settle).
+        let find_port = || -> Option<serde_json::Value> {
+            let show = lab.ok(&[
+                "bridge", "show", "--lab", &lab.name, "--domain", "netdd", "--json",
+            ]);
+            let rows: serde_json::Value = serde_json::from_str(&show).unwrap();
+            rows[0]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["port"] == vif.as_str())
+                .cloned()
+        };
+        lab_support::wait("bridge show lists the new vif", || find_port().is_some());
+        let port = find_port().unwrap();
         assert_eq!(port["guest"], "guest1");
         assert_eq!(port["backend_state"], "Connected");
         assert_eq!(port["hotplug_status"], "connected");

@@ -1,54 +1,116 @@
 //! What the agent needs to publish its bridges and follow the kernel:
-//! bridge ports' STP states, a stream of link change notifications, and
+//! links with bridge ports' STP states, link change notifications, and
 //! deleting a bridge it built. Kernel only (no [`crate::LinkOps`] fake):
 //! these feed a report, not the hotplug decisions.
 
-use std::collections::HashMap;
-
-use futures::{StreamExt, TryStreamExt};
-use rtnetlink::MulticastGroup;
-use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkMessage, NetlinkPayload,
+};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{
     BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage,
 };
-use tokio::task::JoinHandle;
+use rtnetlink::sys::protocols::NETLINK_ROUTE;
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
 use crate::error::{Error, Result};
-use crate::netlink::NetlinkOps;
-use crate::ops::validate_ifname;
+use crate::netlink::{NetlinkOps, link_from_msg};
+use crate::ops::{Link, validate_ifname};
 
-/// Whether each bridge port (by interface index) forwards frames (STP
-/// port state `forwarding`, `IFLA_BRPORT_STATE`); one link dump.
-pub async fn port_forwarding(ops: &NetlinkOps) -> Result<HashMap<u32, bool>> {
-    let msgs: Vec<LinkMessage> = ops
-        .handle()
-        .link()
-        .get()
-        .execute()
-        .try_collect()
+/// A link with, for a bridge port, whether it forwards frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    /// The link.
+    pub link: Link,
+    /// For a bridge port: STP port state `forwarding` (`IFLA_BRPORT_STATE`).
+    pub forwarding: Option<bool>,
+}
+
+/// Receive buffer for a dump: the kernel sends dump datagrams of at most
+/// 32 KiB (`netlink_dump`, `NLMSG_GOODSIZE` or the socket's min dump size).
+const DUMP_BUF: usize = 64 * 1024;
+
+/// Every link of the namespace with its bridge-port state, in one dump.
+///
+/// The dump is read on its own raw netlink socket one datagram at a time
+/// and each message is reduced to a compact [`Link`] at once: a driver
+/// domain with thousands of vifs never holds the decoded dump (going
+/// through the shared rtnetlink connection would queue every decoded
+/// message before the first is looked at).
+pub async fn link_states(_ops: &NetlinkOps) -> Result<Vec<LinkState>> {
+    let connect = |source| Error::Connect { source };
+    let mut sock = TokioSocket::new(NETLINK_ROUTE).map_err(connect)?;
+    sock.socket_mut().bind_auto().map_err(connect)?;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetLink(LinkMessage::default()));
+    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut out_buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut out_buf);
+    sock.send_to(&out_buf, &SocketAddr::new(0, 0))
         .await
-        .map_err(|source| Error::Netlink {
-            what: "list links".into(),
-            source,
-        })?;
-    let mut out = HashMap::new();
-    for m in &msgs {
-        for a in &m.attributes {
-            let LinkAttribute::LinkInfo(infos) = a else {
+        .map_err(connect)?;
+    let mut buf = vec![0u8; DUMP_BUF].into_boxed_slice();
+    let mut out = Vec::new();
+    loop {
+        let n = {
+            let mut b: &mut [u8] = &mut buf[..];
+            sock.recv(&mut b).await.map_err(connect)?;
+            DUMP_BUF - b.len()
+        };
+        let mut at = 0;
+        while at < n {
+            let Ok(nb) = NetlinkBuffer::new_checked(&buf[at..n]) else {
+                break;
+            };
+            let len = usize::try_from(nb.length()).unwrap_or(0);
+            if len == 0 || at + len > n {
+                break;
+            }
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[at..at + len]);
+            // Netlink messages are 4-byte aligned (NLMSG_ALIGN).
+            at += (len + 3) & !3;
+            let Ok(msg) = msg else {
                 continue;
             };
-            for i in infos {
-                if let LinkInfo::PortData(InfoPortData::BridgePort(attrs)) = i {
-                    let fwd = attrs
-                        .iter()
-                        .any(|p| matches!(p, InfoBridgePort::State(BridgePortState::Forwarding)));
-                    out.insert(m.header.index, fwd);
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Error::Netlink {
+                        what: "list links".into(),
+                        source: rtnetlink::Error::NetlinkError(e),
+                    });
                 }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+                    if let Some(link) = link_from_msg(&m) {
+                        out.push(LinkState {
+                            forwarding: port_forwarding_of(&m),
+                            link,
+                        });
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Ok(out)
+}
+
+fn port_forwarding_of(m: &LinkMessage) -> Option<bool> {
+    for a in &m.attributes {
+        let LinkAttribute::LinkInfo(infos) = a else {
+            continue;
+        };
+        for i in infos {
+            if let LinkInfo::PortData(InfoPortData::BridgePort(attrs)) = i {
+                return Some(
+                    attrs
+                        .iter()
+                        .any(|p| matches!(p, InfoBridgePort::State(BridgePortState::Forwarding))),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// Delete bridge `name` (its ports are released by the kernel); a missing
@@ -76,44 +138,48 @@ pub async fn delete_bridge(ops: &NetlinkOps, name: &str) -> Result<()> {
         })
 }
 
-/// Notifications of link changes (`RTNLGRP_LINK`: a link appears, goes,
-/// changes state or master) in the calling thread's namespace.
-#[derive(Debug)]
+/// `RTMGRP_LINK` [include/uapi/linux/rtnetlink.h]: link notifications.
+const RTMGRP_LINK: u32 = 1;
+/// Receive buffer for one notification (the content is not needed).
+const EVENT_BUF: usize = 16 * 1024;
+
+/// Notifications of link changes (a link appears, goes, changes state or
+/// master) in the calling thread's namespace. Only the fact that something
+/// changed is kept: the messages are read into one fixed buffer and
+/// dropped, so a burst costs no memory (an overflow of the kernel's queue,
+/// `ENOBUFS`, also counts as a change).
 pub struct LinkEvents {
-    events: futures::channel::mpsc::UnboundedReceiver<(
-        rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>,
-        rtnetlink::sys::SocketAddr,
-    )>,
-    conn: JoinHandle<()>,
+    sock: TokioSocket,
+    buf: Box<[u8]>,
 }
 
-impl Drop for LinkEvents {
-    fn drop(&mut self) {
-        self.conn.abort();
+impl std::fmt::Debug for LinkEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkEvents").finish_non_exhaustive()
     }
 }
 
 impl LinkEvents {
     /// Subscribe. Must be called inside a tokio runtime.
     pub fn subscribe() -> Result<LinkEvents> {
-        let (conn, _handle, events) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
+        let mut sock =
+            TokioSocket::new(NETLINK_ROUTE).map_err(|source| Error::Connect { source })?;
+        sock.socket_mut()
+            .bind(&SocketAddr::new(0, RTMGRP_LINK))
             .map_err(|source| Error::Connect { source })?;
         Ok(LinkEvents {
-            events,
-            conn: tokio::spawn(conn),
+            sock,
+            buf: vec![0u8; EVENT_BUF].into_boxed_slice(),
         })
     }
 
-    /// Wait for the next link change; `None` if the stream ended.
+    /// Wait for the next link change; `None` if the socket failed.
     pub async fn next(&mut self) -> Option<()> {
-        loop {
-            let (msg, _) = self.events.next().await?;
-            if let NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_),
-            ) = msg.payload
-            {
-                return Some(());
-            }
+        let mut b: &mut [u8] = &mut self.buf[..];
+        match self.sock.recv(&mut b).await {
+            Ok(()) => Some(()),
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => Some(()),
+            Err(_) => None,
         }
     }
 }

@@ -76,8 +76,9 @@ fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
 }
 
 /// True if `pkt` (as received on the raw socket: with the IPv4 header for
-/// IPv4, without for IPv6) is an echo reply with our `id`.
-fn is_reply(v6: bool, pkt: &[u8], id: u16) -> bool {
+/// IPv4, without for IPv6) is an echo reply with our `id`. Anything in the
+/// namespace can send to the socket: never panics on any input.
+pub fn is_echo_reply(v6: bool, pkt: &[u8], id: u16) -> bool {
     let icmp = if v6 {
         pkt
     } else {
@@ -158,7 +159,7 @@ fn probe_here(addr: IpAddr, timeout: Duration) -> Result<Option<EchoReply>> {
                         IpAddr::V4(a) => f.as_sockaddr_in().is_some_and(|s| s.ip() == a),
                         IpAddr::V6(a) => f.as_sockaddr_in6().is_some_and(|s| s.ip() == a),
                     });
-                    if from_ok && is_reply(v6, &buf[..n.min(buf.len())], id) {
+                    if from_ok && is_echo_reply(v6, &buf[..n.min(buf.len())], id) {
                         return Ok(Some(EchoReply {
                             sent,
                             elapsed: start.elapsed(),
@@ -201,23 +202,23 @@ mod tests {
         let mut ip = vec![0x45u8];
         ip.extend_from_slice(&[0; 19]);
         ip.extend_from_slice(&reply);
-        assert!(is_reply(false, &ip, 7));
-        assert!(!is_reply(false, &ip, 8));
+        assert!(is_echo_reply(false, &ip, 7));
+        assert!(!is_echo_reply(false, &ip, 8));
         // Our own request seen on the raw socket is not a reply.
         let mut req = vec![0x45u8];
         req.extend_from_slice(&[0; 19]);
         req.extend_from_slice(&echo_request(false, 7, 1));
-        assert!(!is_reply(false, &req, 7));
+        assert!(!is_echo_reply(false, &req, 7));
         let mut v6 = echo_request(true, 9, 1);
         v6[0] = REPLY_V6;
-        assert!(is_reply(true, &v6, 9));
+        assert!(is_echo_reply(true, &v6, 9));
     }
 
     #[test]
     fn truncated_or_garbage_packets_are_not_replies() {
         for p in [&[][..], &[0x45][..], &[0x4f, 0, 0][..], &[0x60; 40][..]] {
-            assert!(!is_reply(false, p, 0));
+            assert!(!is_echo_reply(false, p, 0));
         }
-        assert!(!is_reply(true, &[129, 0, 0], 0));
+        assert!(!is_echo_reply(true, &[129, 0, 0], 0));
     }
 }

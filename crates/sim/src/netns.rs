@@ -49,9 +49,19 @@ pub fn ns_path(ns: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(ns)
 }
 
-/// True if the named namespace exists.
+/// True if the named namespace exists (its file is there).
 pub fn exists(ns: &str) -> bool {
     ns_path(ns).exists()
+}
+
+/// True if `path` is a namespace (a bind mount of an nsfs inode), not the
+/// empty file a crash between creating and mounting it leaves.
+fn is_mounted_ns(path: &Path) -> bool {
+    let nsfs_dev = std::fs::metadata("/proc/self/ns/net").map(|m| m.dev());
+    match (std::fs::metadata(path), nsfs_dev) {
+        (Ok(m), Ok(dev)) => m.dev() == dev,
+        _ => false,
+    }
 }
 
 fn sys<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> Error + 'a {
@@ -106,11 +116,15 @@ fn prepare_dir() -> Result<()> {
 /// [`crate::link::Netlink::set_up`].
 pub fn create(ns: &str) -> Result<()> {
     check_ns_name(ns)?;
-    if exists(ns) {
-        return Ok(());
+    let path = ns_path(ns);
+    if path.exists() {
+        if is_mounted_ns(&path) {
+            return Ok(());
+        }
+        // Left half-made by a crash: start over.
+        std::fs::remove_file(&path).map_err(io_err("remove stale namespace file", &path))?;
     }
     prepare_dir()?;
-    let path = ns_path(ns);
     File::options()
         .write(true)
         .create_new(true)

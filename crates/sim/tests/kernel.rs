@@ -3,6 +3,9 @@
 //! rtnetlink inside them, and the in-process ICMP echo. No `ip`, no
 //! `ping`.
 
+// Helpers outside #[test] fns unwrap too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -137,4 +140,23 @@ fn namespaces_links_and_echo_work_in_process() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn a_half_made_namespace_file_is_replaced() {
+    testutil::require_root!();
+    let ns = format!("drvdom-{}-half", testutil::unique_name("k"));
+    std::fs::create_dir_all(netns::NETNS_DIR).unwrap();
+    // What a crash between creating the file and mounting leaves.
+    std::fs::write(netns::ns_path(&ns), b"").unwrap();
+    netns::create(&ns).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let nl = Netlink::connect_in(&netns::ns_path(&ns)).await.unwrap();
+        nl.set_up("lo").await.unwrap();
+        let links = nl.list().await.unwrap();
+        assert_eq!(links.len(), 1, "a fresh namespace has only lo: {links:?}");
+    });
+    netns::delete(&ns).unwrap();
+    assert!(!netns::exists(&ns));
 }

@@ -4,6 +4,9 @@
 //! plan is empty, destroy returns the host to its start, and `down`
 //! leaves nothing behind.
 
+// Helpers outside #[test] fns unwrap and report too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -85,15 +88,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 async fn apply_all(host: &SimHost, topo: &topology::Topology) -> topology::apply::ApplyReport {
     let planned = topology::plan::plan(host, topo).await.unwrap();
-    let mut progress = |p: topology::apply::Progress<'_>| {
-        if let topology::apply::Progress::Finished { result, .. } = p {
-            eprintln!(
-                "{:?} {} ms: {}",
-                result.action.kind, result.millis, result.detail
-            );
-        }
-        ControlFlow::Continue(())
-    };
+    let mut progress = |_: topology::apply::Progress<'_>| ControlFlow::Continue(());
     topology::apply::apply(host, topo, &planned.actions, &mut progress).await
 }
 
@@ -128,11 +123,9 @@ fn two_driver_domains_apply_verify_destroy_and_leave_nothing() {
 
             let rep = apply_all(&host, &topo).await;
             assert!(rep.completed, "apply failed: {:#?}", rep.failure());
-            let t = std::time::Instant::now();
             let v = topology::verify::verify(&host, &topo, &mut |_| {})
                 .await
                 .unwrap();
-            eprintln!("verify: {:?}", t.elapsed());
             let failed: Vec<_> = v
                 .checks
                 .iter()
@@ -153,9 +146,6 @@ fn two_driver_domains_apply_verify_destroy_and_leave_nothing() {
             let eth1 = links.iter().find(|l| l.name == "eth1").unwrap();
             assert_eq!(eth1.mtu, 9000);
 
-            if std::env::var_os("DRVDOM_TEST_STOP_AFTER_APPLY").is_some() {
-                panic!("stopping after apply as asked");
-            }
             // Applied: nothing left to do.
             let again = topology::plan::plan(&host, &topo).await.unwrap();
             assert!(again.actions.is_empty(), "{:#?}", again.actions);
@@ -168,12 +158,7 @@ fn two_driver_domains_apply_verify_destroy_and_leave_nothing() {
             // Destroy: back to the start.
             let planned = topology::plan::plan_destroy(&host, &topo).await.unwrap();
             let mut progress = |_: topology::apply::Progress<'_>| ControlFlow::Continue(());
-            let t = std::time::Instant::now();
             let rep = topology::apply::apply(&host, &topo, &planned.actions, &mut progress).await;
-            eprintln!("destroy: {:?}", t.elapsed());
-            for r in &rep.results {
-                eprintln!("{:?} {} ms", r.action.kind, r.millis);
-            }
             assert!(rep.completed, "destroy failed: {:#?}", rep.failure());
             let after = topology::observe::observe(&host, &topology::observe::file_nics(&topo))
                 .await

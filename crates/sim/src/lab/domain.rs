@@ -56,10 +56,8 @@ pub(super) async fn create(host: &SimHost, role: DomainRole<'_>) -> Result<DomId
         info!(domain = name, "cleaning up a half-created domain");
         destroy(host, name, DomId(old.domid)).await?;
     }
-    if is_driver {
-        if let DomainRole::Driver(d) = role {
-            check_nics_assigned(host, name, &d.nics)?;
-        }
+    if let DomainRole::Driver(d) = role {
+        check_nics_assigned(host, name, &d.nics)?;
     }
     let lab = host.name().to_string();
     let ns = netns::ns_name(&lab, name);

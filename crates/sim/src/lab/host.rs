@@ -39,7 +39,8 @@ pub struct StartConfig {
 pub struct SimHost {
     name: String,
     dom0: AsyncClient,
-    state: Mutex<LabState>,
+    /// Boxed: the record is large and hosts are held in enums.
+    state: Box<Mutex<LabState>>,
     children: Mutex<Vec<Child>>,
 }
 
@@ -151,7 +152,7 @@ impl SimHost {
         Ok(SimHost {
             name: cfg.name.clone(),
             dom0,
-            state: Mutex::new(st),
+            state: Box::new(Mutex::new(st)),
             children: Mutex::new(vec![child]),
         })
     }
@@ -165,7 +166,7 @@ impl SimHost {
         Ok(SimHost {
             name: lab_name.to_string(),
             dom0,
-            state: Mutex::new(st),
+            state: Box::new(Mutex::new(st)),
             children: Mutex::new(Vec::new()),
         })
     }

@@ -157,6 +157,11 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             };
             let (topo, file) = load_topology(topology, guests, driver_domain)?;
             bins::check_machine(legacy_scripts.as_deref() == Some("always"))?;
+            if lab::exists(&lab::run_root(), &name) {
+                return Err(usage_error(format!(
+                    "lab {name:?} already exists; remove it with `drvdom lab down --lab {name}`"
+                )));
+            }
             let agent_args = legacy_scripts
                 .map(|w| vec!["--legacy-scripts".to_string(), w])
                 .unwrap_or_default();
