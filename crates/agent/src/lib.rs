@@ -37,7 +37,9 @@ mod device;
 mod error;
 mod manage;
 mod publish;
+mod host;
 
 pub use agent::{connect, own_domid, run};
 pub use config::{AgentConfig, LegacyMode};
 pub use error::{Error, Result};
+pub use host::{HostKind, PROC_XEN_REL, XENBUS_DEVICE_REL, probe_host};
