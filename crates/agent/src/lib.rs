@@ -35,9 +35,9 @@ mod bridges;
 mod config;
 mod device;
 mod error;
+mod host;
 mod manage;
 mod publish;
-mod host;
 
 pub use agent::{connect, own_domid, run};
 pub use config::{AgentConfig, LegacyMode};
