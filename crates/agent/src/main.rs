@@ -31,6 +31,10 @@ struct Args {
     /// NIC to enslave to the bridge at start (moves its addresses and routes); empty: none.
     #[arg(long, value_name = "IFACE", env = "DRVDOM_AGENT_UPLINK")]
     uplink: Option<String>,
+    /// The interface of a passed-through NIC, for bridges whose uplink dom0
+    /// names by PCI address (repeatable; default: found in sysfs).
+    #[arg(long, value_name = "BDF=IFNAME", value_parser = parse_nic)]
+    nic: Vec<(xentypes::Bdf, String)>,
     /// Xenstore socket (default: $XENSTORED_PATH, /run/xenstored/socket, /dev/xen/xenbus).
     /// Giving one (or $XENSTORED_PATH) skips the driver-domain check: for simulators and tests.
     #[arg(long, value_name = "PATH")]
@@ -45,6 +49,15 @@ struct Args {
     /// Write the man page (drvdom-agent.8) into DIR and exit (packaging).
     #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
     generate_man: Option<PathBuf>,
+}
+
+fn parse_nic(s: &str) -> Result<(xentypes::Bdf, String), String> {
+    let (bdf, ifname) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected BDF=IFNAME, e.g. 0000:03:00.0=eth1"))?;
+    let bdf = bdf.parse().map_err(|e| format!("{bdf:?}: {e}"))?;
+    hotplug::validate_ifname(ifname).map_err(|e| e.to_string())?;
+    Ok((bdf, ifname.to_string()))
 }
 
 const LONG_ABOUT: &str = "\
@@ -127,6 +140,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     cfg.domid = args.domid;
     cfg.bridge = args.bridge;
     cfg.uplink = args.uplink.filter(|u| !u.is_empty());
+    cfg.nics = args.nic;
     cfg.xenstore = args.xenstore;
     cfg.legacy = legacy;
     // One thread: the work is I/O-bound and this keeps the footprint small.

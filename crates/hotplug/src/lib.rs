@@ -29,6 +29,7 @@
 mod bridge;
 mod error;
 mod hotplug;
+mod monitor;
 mod netlink;
 mod ops;
 mod script;
@@ -40,6 +41,7 @@ pub use bridge::{
 };
 pub use error::{Error, Result};
 pub use hotplug::Hotplug;
+pub use monitor::{LinkEvents, LinkState, delete_bridge, link_states};
 pub use netlink::NetlinkOps;
 pub use ops::{
     IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route, validate_ifname,

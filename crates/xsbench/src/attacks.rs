@@ -147,7 +147,9 @@ fn fill(dom0: &mut Conn, dir: &str, n: u64, fanout: u64) -> Result<()> {
 
 fn tx_start(c: &mut Conn) -> Result<u32> {
     let p = c.call(&Request::TransactionStart, 0)?;
-    match Response::decode(p.msg_type, MsgType::TransactionStart, &p.payload)? {
+    match Response::decode(p.msg_type, MsgType::TransactionStart, &p.payload)
+        .map_err(xenstore::Error::from)?
+    {
         Response::TxId(t) => Ok(t),
         other => bail!("TRANSACTION_START: {other:?}"),
     }

@@ -60,7 +60,9 @@ impl Conn {
     /// Next packet of any kind.
     pub fn recv_any(&mut self) -> Result<Packet> {
         loop {
-            if let Some((p, n)) = Packet::decode(&self.buf[self.start..], MAX_REPLY)? {
+            if let Some((p, n)) =
+                Packet::decode(&self.buf[self.start..], MAX_REPLY).map_err(xenstore::Error::from)?
+            {
                 self.start += n;
                 if self.start == self.buf.len() {
                     self.buf.clear();
@@ -85,7 +87,9 @@ impl Conn {
     /// call; watch events are queued in `events`).
     pub fn recv_buffered(&mut self) -> Result<Option<Packet>> {
         loop {
-            let Some((p, n)) = Packet::decode(&self.buf[self.start..], MAX_REPLY)? else {
+            let Some((p, n)) = Packet::decode(&self.buf[self.start..], MAX_REPLY)
+                .map_err(xenstore::Error::from)?
+            else {
                 return Ok(None);
             };
             self.start += n;
