@@ -28,9 +28,11 @@
 
 mod bridge;
 mod error;
+pub mod filter;
 mod hotplug;
 mod netlink;
 mod ops;
+mod route;
 mod script;
 mod vif;
 
@@ -41,10 +43,14 @@ pub use bridge::{
 pub use error::{Error, Result};
 pub use hotplug::Hotplug;
 pub use netlink::NetlinkOps;
+pub use filter::{DropCounters, DropReason, FilterMode, FilterSpec, FilterStatus};
 pub use ops::{
-    IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route, validate_ifname,
+    FdbEntry, IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, PortSettings,
+    Route, validate_ifname,
 };
 pub use script::{DEFAULT_SCRIPT_TIMEOUT, ScriptAction, ScriptOutcome, ScriptRun, run_script};
+pub use route::DEFAULT_GATEWAY;
 pub use vif::{
-    DEFAULT_LINK_TIMEOUT, VIF_MAC, VifConnected, VifOffline, VifOnline, vif_offline, vif_online,
+    DEFAULT_LINK_TIMEOUT, VIF_MAC, VifConnected, VifMode, VifOffline, VifOnline, vif_offline,
+    vif_online,
 };
