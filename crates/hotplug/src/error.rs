@@ -131,7 +131,9 @@ pub enum Error {
         name: String,
     },
     /// Hygiene or anti-spoofing is on but the guest's MAC is unknown.
-    #[error("{name}: the backend has no guest mac, so its filter cannot be set up (relax with drvdom-l2-hygiene = 0 and no ip)")]
+    #[error(
+        "{name}: the backend has no guest mac, so its filter cannot be set up (relax with drvdom-l2-hygiene = 0 and no ip)"
+    )]
     MissingMac {
         /// The vif.
         name: String,
@@ -146,7 +148,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Routed mode needs an IPv4 address on the gateway device.
-    #[error("routed vif {name}: gateway device {gateway} has no IPv4 address (vif-route's dom0_ip)")]
+    #[error(
+        "routed vif {name}: gateway device {gateway} has no IPv4 address (vif-route's dom0_ip)"
+    )]
     NoGatewayAddress {
         /// The vif.
         name: String,

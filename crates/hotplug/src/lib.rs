@@ -41,15 +41,15 @@ pub use bridge::{
     bridges,
 };
 pub use error::{Error, Result};
+pub use filter::{DropCounters, DropReason, FilterMode, FilterSpec, FilterStatus};
 pub use hotplug::Hotplug;
 pub use netlink::NetlinkOps;
-pub use filter::{DropCounters, DropReason, FilterMode, FilterSpec, FilterStatus};
 pub use ops::{
     FdbEntry, IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, PortSettings,
     Route, validate_ifname,
 };
-pub use script::{DEFAULT_SCRIPT_TIMEOUT, ScriptAction, ScriptOutcome, ScriptRun, run_script};
 pub use route::DEFAULT_GATEWAY;
+pub use script::{DEFAULT_SCRIPT_TIMEOUT, ScriptAction, ScriptOutcome, ScriptRun, run_script};
 pub use vif::{
     DEFAULT_LINK_TIMEOUT, VIF_MAC, VifConnected, VifMode, VifOffline, VifOnline, vif_offline,
     vif_online,

@@ -321,8 +321,7 @@ pub trait LinkOps: Sync {
     /// Add a static, sticky FDB entry `mac` on `port` (`bridge fdb replace
     /// MAC dev PORT master static sticky`). Refuses ([`Error::MacInUse`]) a
     /// MAC that has a static entry on another port; moves a learned one.
-    fn add_static_fdb(&self, port: &Link, mac: MacAddr)
-    -> impl Future<Output = Result<()>> + Send;
+    fn add_static_fdb(&self, port: &Link, mac: MacAddr) -> impl Future<Output = Result<()>> + Send;
 
     /// The forwarding database of `bridge` (every port).
     fn fdb(&self, bridge: &Link) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;

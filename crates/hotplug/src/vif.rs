@@ -516,14 +516,17 @@ mod tests {
             Ok(())
         }
         async fn set_port(&self, l: &Link, p: PortSettings) -> Result<()> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("{} learning {} locked {}", l.name, p.learning, p.locked));
+            self.calls.lock().unwrap().push(format!(
+                "{} learning {} locked {}",
+                l.name, p.learning, p.locked
+            ));
             Ok(())
         }
         async fn add_static_fdb(&self, l: &Link, mac: MacAddr) -> Result<()> {
-            self.calls.lock().unwrap().push(format!("{} fdb {mac}", l.name));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{} fdb {mac}", l.name));
             Ok(())
         }
         async fn fdb(&self, _: &Link) -> Result<Vec<FdbEntry>> {
@@ -551,7 +554,10 @@ mod tests {
             let before = f.len();
             f.retain(|(n, _)| n != ifname);
             if f.len() != before {
-                self.calls.lock().unwrap().push(format!("{ifname} unfilter"));
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{ifname} unfilter"));
             }
             Ok(f.len() != before)
         }
@@ -559,7 +565,13 @@ mod tests {
             Ok(None)
         }
         async fn filtered(&self) -> Result<Vec<String>> {
-            Ok(self.filters.lock().unwrap().iter().map(|(n, _)| n.clone()).collect())
+            Ok(self
+                .filters
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect())
         }
     }
 
@@ -577,13 +589,17 @@ mod tests {
     #[tokio::test]
     async fn online_configures_in_one_request_then_is_a_no_op() {
         let f = fake();
-        let r = vif_online(&f, &VifOnline::new("vif5.0").l2(false)).await.unwrap();
+        let r = vif_online(&f, &VifOnline::new("vif5.0").l2(false))
+            .await
+            .unwrap();
         assert_eq!((r.mtu, r.changed), (9000, true));
         assert_eq!(
             f.calls.lock().unwrap().as_slice(),
             ["vif5.0 mtu 9000 address fe:ff:ff:ff:ff:ff master #1 up"]
         );
-        let again = vif_online(&f, &VifOnline::new("vif5.0").l2(false)).await.unwrap();
+        let again = vif_online(&f, &VifOnline::new("vif5.0").l2(false))
+            .await
+            .unwrap();
         assert!(!again.changed);
         assert_eq!(
             f.calls.lock().unwrap().len(),
@@ -698,7 +714,9 @@ mod tests {
     #[tokio::test]
     async fn offline_detaches_once_and_tolerates_absence() {
         let f = fake();
-        vif_online(&f, &VifOnline::new("vif5.0").l2(false)).await.unwrap();
+        vif_online(&f, &VifOnline::new("vif5.0").l2(false))
+            .await
+            .unwrap();
         assert_eq!(
             vif_offline(&f, "vif5.0").await.unwrap(),
             VifOffline::Detached

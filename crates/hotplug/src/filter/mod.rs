@@ -297,7 +297,10 @@ mod tests {
     #[test]
     fn network_entries_are_ranges_host_entries_are_hosts() {
         let a = spec("192.0.2.10/24 10.1.0.0/16 2001:db8::/64 2001:db8::7/64 0.0.0.0/0").allowed();
-        let got: Vec<String> = a.iter().map(|a| format!("{}/{}", a.addr, a.prefix)).collect();
+        let got: Vec<String> = a
+            .iter()
+            .map(|a| format!("{}/{}", a.addr, a.prefix))
+            .collect();
         assert_eq!(
             got,
             [

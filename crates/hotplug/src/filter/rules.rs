@@ -33,9 +33,9 @@ use std::net::IpAddr;
 
 use super::expr::{Base, CmpOp, Expr, MetaKey, Verdict};
 use super::wire::{
-    Msg, MsgBuf, NF_NETDEV_INGRESS, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
-    NFNL_SUBSYS_NFTABLES, NFPROTO_NETDEV, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
-    chain, hook, obj, rule, table,
+    Msg, MsgBuf, NF_NETDEV_INGRESS, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
+    NFPROTO_NETDEV, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, chain, hook, obj, rule,
+    table,
 };
 use super::{Allowed, DropReason, FilterSpec};
 
@@ -145,7 +145,10 @@ pub(crate) fn rules(spec: &FilterSpec) -> Vec<Rule> {
     let ip = spec.ip.is_some();
 
     if spec.l2 || ip {
-        let mut r = vec![payload(Base::Link, 6, 6), Expr::Cmp(CmpOp::Neq, mac.clone())];
+        let mut r = vec![
+            payload(Base::Link, 6, 6),
+            Expr::Cmp(CmpOp::Neq, mac.clone()),
+        ];
         r.extend(drop(DropReason::Mac));
         push("ingress", r);
     }
@@ -422,7 +425,9 @@ mod tests {
         let ip6: Vec<&Rule> = r.iter().filter(|r| r.chain == "ip6").collect();
         // NA jump, link-local, 2001:db8::5, 3 x "::", drop.
         assert_eq!(ip6.len(), 1 + 1 + 1 + 3 + 1);
-        let ll = "fe80::216:3eff:fe00:5".parse::<std::net::Ipv6Addr>().unwrap();
+        let ll = "fe80::216:3eff:fe00:5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap();
         assert_eq!(ip6[1].exprs[1], eq(&ll.octets()));
     }
 

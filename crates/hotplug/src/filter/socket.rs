@@ -44,10 +44,8 @@ impl Conn {
     fn open(what: &str) -> Result<Conn> {
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| nft_err(what, e))?;
         sock.bind_auto().map_err(|e| nft_err(what, e))?;
-        let tv = nix::sys::time::TimeVal::new(
-            i64::try_from(REPLY_TIMEOUT.as_secs()).unwrap_or(5),
-            0,
-        );
+        let tv =
+            nix::sys::time::TimeVal::new(i64::try_from(REPLY_TIMEOUT.as_secs()).unwrap_or(5), 0);
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
             .map_err(|e| nft_err(what, e.into()))?;
         Ok(Conn { sock })
