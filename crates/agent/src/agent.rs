@@ -178,6 +178,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         context: "open netlink socket".to_string(),
         source,
     })?;
+    // Filters of vifs that vanished while we were not running.
+    match hotplug.prune_filters().await {
+        Ok(gone) if !gone.is_empty() => info!(vifs = ?gone, "removed filters of vanished vifs"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %crate::error::chain(&e), "cannot prune stale vif filters"),
+    }
     if let Some(uplink) = &cfg.uplink {
         let bc = BridgeConfig {
             bridge: cfg.bridge.clone(),

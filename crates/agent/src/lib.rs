@@ -28,6 +28,7 @@ mod agent;
 mod config;
 mod device;
 mod error;
+pub mod vif_filter;
 
 pub use agent::{connect, own_domid, run};
 pub use config::{AgentConfig, LegacyMode};
