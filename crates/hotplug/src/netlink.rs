@@ -46,6 +46,7 @@ const RT_TABLE_MAIN: u32 = 254;
 pub struct NetlinkOps {
     handle: Handle,
     _conn: std::sync::Arc<AbortOnDrop>,
+    nft: std::sync::Arc<filter::socket::Nft>,
 }
 
 /// Aborts a spawned task when dropped.
@@ -82,6 +83,7 @@ impl NetlinkOps {
         Ok(NetlinkOps {
             handle,
             _conn: std::sync::Arc::new(AbortOnDrop(task)),
+            nft: std::sync::Arc::new(filter::socket::Nft::open()?),
         })
     }
 
@@ -556,19 +558,19 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn install_filter(&self, spec: &FilterSpec) -> Result<bool> {
-        filter::socket::install(spec)
+        filter::socket::install(&self.nft, spec)
     }
 
     async fn remove_filter(&self, ifname: &str) -> Result<bool> {
-        filter::socket::remove(ifname)
+        filter::socket::remove(&self.nft, ifname)
     }
 
     async fn filter_status(&self, ifname: &str) -> Result<Option<FilterStatus>> {
-        filter::socket::status(ifname)
+        filter::socket::status(&self.nft, ifname)
     }
 
     async fn filtered(&self) -> Result<Vec<String>> {
-        filter::socket::filtered()
+        filter::socket::filtered(&self.nft)
     }
 }
 
