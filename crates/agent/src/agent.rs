@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use hotplug::{BridgeConfig, Hotplug};
+use hotplug::Hotplug;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -184,20 +184,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         Ok(_) => {}
         Err(e) => warn!(error = %crate::error::chain(&e), "cannot prune stale vif filters"),
     }
-    if let Some(uplink) = &cfg.uplink {
-        let bc = BridgeConfig {
-            bridge: cfg.bridge.clone(),
-            uplink: Some(uplink.clone()),
-        };
-        let report = hotplug
-            .bridge_up(&bc)
-            .await
-            .map_err(|source| Error::Hotplug {
-                context: format!("bring up bridge {} with uplink {uplink}", cfg.bridge),
-                source,
-            })?;
-        info!(bridge = %cfg.bridge, %uplink, changed = report.changed(), "bridge ready");
-    }
+    // Bridges (dom0's settings and the command line) before the replay,
+    // so that replayed vifs find them.
+    let manager = crate::manage::start(&client, domid, &cfg, &hotplug).await?;
     let root = backend_root(domid);
     let mut events = client
         .watch(&root, &xenbus::unique_token("agent"))
@@ -207,6 +196,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             source,
         })?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_manager = stop_rx.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let grace = cfg.shutdown_grace;
     let mut agent = Agent {
@@ -229,6 +219,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     for bp in existing {
         agent.poke(bp);
     }
+    let manager = manager.map(|m| m.run(stop_rx_manager));
 
     tokio::pin!(shutdown);
     let result = loop {
@@ -260,6 +251,10 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let _ = stop_tx.send(true);
+    if let Some(m) = manager {
+        let _ = m.await;
+        crate::manage::stopping(&client, domid).await;
+    }
     let drain = async { while agent.tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drain).await.is_err() {
         warn!(

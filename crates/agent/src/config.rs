@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use xenstore::DomId;
+use xentypes::Bdf;
 
 /// When to run a legacy hotplug script instead of native hotplug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +58,16 @@ pub struct AgentConfig {
     pub bridge: String,
     /// NIC to enslave to `bridge` at start (network-bridge's job).
     pub uplink: Option<String>,
+    /// Interface names of passed-through NICs, by PCI address (`--nic
+    /// BDF=IFNAME`), for uplinks dom0 names by BDF; a NIC not listed is
+    /// looked up in sysfs.
+    pub nics: Vec<(Bdf, String)>,
+    /// Where sysfs is (`/sys`): `bus/pci/devices/<bdf>/net/<ifname>`.
+    pub sysfs_root: PathBuf,
+    /// Watch and follow dom0's bridge settings
+    /// (`/local/domain/<self>/drvdom/config`) and publish the agent's state
+    /// and bridges under `/local/domain/<self>/data/drvdom`.
+    pub manage_bridges: bool,
     /// Legacy script policy.
     pub legacy: LegacyMode,
     /// Wait for the backend to reach InitWait (`LIBXL_INIT_TIMEOUT`).
@@ -76,6 +87,9 @@ impl Default for AgentConfig {
             xenstore: None,
             bridge: xenbus::DEFAULT_BRIDGE.to_string(),
             uplink: None,
+            nics: Vec::new(),
+            sysfs_root: PathBuf::from("/sys"),
+            manage_bridges: true,
             legacy: LegacyMode::NonDefault,
             init_timeout: xenbus::vif::INIT_TIMEOUT,
             hotplug_timeout: xenbus::vif::HOTPLUG_TIMEOUT,

@@ -36,6 +36,16 @@ pub enum Error {
         /// Watched path.
         path: String,
     },
+    /// The command line's bridge could not be brought up.
+    #[error("cannot bring up bridge {bridge} with uplink {uplink}: {reason}")]
+    Bridge {
+        /// The bridge (`--bridge`).
+        bridge: String,
+        /// The uplink (`--uplink`).
+        uplink: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Netlink setup or bridge bring-up failed.
     #[error("{context}")]
     Hotplug {

@@ -8,6 +8,12 @@
 //! `online` = 0, take it offline and remove the backend directory
 //! (DEVICES.md §5).
 //!
+//! It also builds the bridges dom0 asks for
+//! (`/local/domain/<self>/drvdom/config`, watched) besides the one given on
+//! its command line, and publishes its state and every bridge with its
+//! ports under `/local/domain/<self>/data/drvdom` for dom0 to read
+//! (`AGENT_XS_SCHEMA.md`; paths in `xenbus::agent`).
+//!
 //! It must never act on another domain's devices or trust guest data: it
 //! reads only its own backend directory, validates every value, and turns
 //! bad input into that device's `hotplug-error`. On shutdown it leaves
@@ -25,9 +31,12 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod bridges;
 mod config;
 mod device;
 mod error;
+mod manage;
+mod publish;
 pub mod vif_filter;
 
 pub use agent::{connect, own_domid, run};

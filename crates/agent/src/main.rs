@@ -23,6 +23,10 @@ struct Args {
     /// NIC to enslave to the bridge at start (moves its addresses and routes).
     #[arg(long, value_name = "IFACE")]
     uplink: Option<String>,
+    /// The interface of a passed-through NIC, for bridges whose uplink dom0
+    /// names by PCI address (repeatable; default: found in sysfs).
+    #[arg(long, value_name = "BDF=IFNAME", value_parser = parse_nic)]
+    nic: Vec<(xentypes::Bdf, String)>,
     /// Xenstore socket (default: $XENSTORED_PATH, /run/xenstored/socket, /dev/xen/xenbus).
     #[arg(long, value_name = "PATH")]
     xenstore: Option<PathBuf>,
@@ -33,6 +37,15 @@ struct Args {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+fn parse_nic(s: &str) -> Result<(xentypes::Bdf, String), String> {
+    let (bdf, ifname) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected BDF=IFNAME, e.g. 0000:03:00.0=eth1"))?;
+    let bdf = bdf.parse().map_err(|e| format!("{bdf:?}: {e}"))?;
+    hotplug::validate_ifname(ifname).map_err(|e| e.to_string())?;
+    Ok((bdf, ifname.to_string()))
 }
 
 async fn shutdown_signal() {
@@ -61,6 +74,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     cfg.domid = args.domid;
     cfg.bridge = args.bridge;
     cfg.uplink = args.uplink;
+    cfg.nics = args.nic;
     cfg.xenstore = args.xenstore;
     cfg.legacy = legacy;
     // One thread: the work is I/O-bound and this keeps the footprint small.

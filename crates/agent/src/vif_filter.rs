@@ -9,6 +9,7 @@
 //! `drvdom-l2-hygiene` (a guest cannot turn its own filter off).
 
 use hotplug::{FilterStatus, Hotplug, VifOnline};
+use xenbus::agent::PortDrops;
 use xenbus::{BackendPath, VifSettings};
 
 /// The native online request for a vif's validated backend settings
@@ -33,18 +34,22 @@ pub fn online_request(bp: &BackendPath, s: &VifSettings, default_bridge: &str) -
     req
 }
 
-/// The filter of a port and its drop counters, as the extra fields of the
-/// port's JSON node (`"filter":"l2+ip","drops":{"mac":0,...,"total":0}`,
-/// without braces); `"filter":"off"` when the vif has none. For the
-/// publisher of `data/drvdom/bridges/<name>/ports/<ifname>`.
-pub async fn port_filter_fields(hp: &Hotplug, ifname: &str) -> hotplug::Result<String> {
-    Ok(match hp.filter_status(ifname).await? {
-        Some(st) => st.json_fields(),
-        None => "\"filter\":\"off\"".to_string(),
-    })
+/// The drop counters of a filter as the port record publishes them
+/// (`"drops":{"mac":..,"l2ctl":..,"ra":..,"dhcp":..,"spoof":..,"total":..}`
+/// next to `"filter":"l2+ip"` in `data/drvdom/bridges/<br>/ports/<ifname>`).
+pub fn port_drops(st: &FilterStatus) -> PortDrops {
+    let d = &st.drops;
+    PortDrops {
+        mac: d.mac,
+        l2ctl: d.l2ctl,
+        ra: d.ra,
+        dhcp: d.dhcp,
+        spoof: d.spoof,
+        total: d.total(),
+    }
 }
 
-/// The filter of a port, as data (`None`: no filter).
+/// The filter of a port and its counters (`None`: no filter).
 pub async fn port_filter(hp: &Hotplug, ifname: &str) -> hotplug::Result<Option<FilterStatus>> {
     hp.filter_status(ifname).await
 }

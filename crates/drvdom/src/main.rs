@@ -10,8 +10,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 
-/// Xen driver domains made easy: find and pass through the NIC, check and
-/// write xl.cfg files, run and inspect the simulated host.
+/// Xen driver domains made easy: one host file describes the driver
+/// domains, their NICs and bridges and the guests they serve; `plan`,
+/// `apply`, `verify`, `destroy` and `show` bring a Xen host (or, with
+/// `--lab`, a simulated one) to it and check every step.
 #[derive(Parser, Debug)]
 #[command(name = "drvdom", version, propagate_version = true)]
 struct Cli {
@@ -19,12 +21,30 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Work on the simulated host NAME (`drvdom lab up`) instead of the
+    /// real one (xl and the host's xenstore).
+    #[arg(long, global = true, value_name = "NAME")]
+    lab: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show the actions that would bring the host to FILE (exit 0: none,
+    /// 2: changes pending, 1: error).
+    Plan(cmd::toolstack::FileArgs),
+    /// Bring the host to FILE, action by action; a second apply resumes.
+    Apply(cmd::toolstack::FileArgs),
+    /// Check every step of FILE's setup on the host, PASS/FAIL with evidence.
+    Verify(cmd::toolstack::FileArgs),
+    /// Remove what FILE describes: vifs, guests, driver domains; NICs back
+    /// to their drivers.
+    Destroy(cmd::toolstack::FileArgs),
+    /// Show the host (against FILE if given) as text, JSON, a graph or
+    /// libvirt XML.
+    Show(cmd::toolstack::ShowArgs),
     /// Check, format and show xl.cfg files.
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
@@ -67,13 +87,30 @@ fn init_tracing(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    let lab = cli.lab.clone();
+    // The host file's commands follow Terraform: every error exits 1 (2
+    // means "changes pending" for plan).
+    let toolstack = matches!(
+        cli.command,
+        Command::Plan(_)
+            | Command::Apply(_)
+            | Command::Verify(_)
+            | Command::Destroy(_)
+            | Command::Show(_)
+    );
+    use cmd::toolstack::Which;
     let result = match cli.command {
+        Command::Plan(a) => cmd::toolstack::run(Which::Plan, a, lab),
+        Command::Apply(a) => cmd::toolstack::run(Which::Apply, a, lab),
+        Command::Destroy(a) => cmd::toolstack::run(Which::Destroy, a, lab),
+        Command::Verify(a) => cmd::toolstack::run_verify(a, lab),
+        Command::Show(a) => cmd::toolstack::run_show(a, lab),
         Command::Config(c) => cmd::config::run(c),
         Command::Pci(c) => cmd::pci::run(c),
         Command::Doctor(a) => cmd::doctor::run(a),
-        Command::Lab(c) => cmd::lab::run(c),
-        Command::Vif(c) => cmd::vif::run(c),
-        Command::Bridge(c) => cmd::bridge::run(c),
+        Command::Lab(c) => cmd::lab::run(c, lab.as_deref()),
+        Command::Vif(c) => cmd::vif::run(c, lab),
+        Command::Bridge(c) => cmd::bridge::run(c, lab),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -86,7 +123,11 @@ fn main() -> ExitCode {
             {
                 eprintln!("error: {err:#}");
             }
-            ExitCode::from(cmd::exit_code_for(&err))
+            ExitCode::from(if toolstack {
+                1
+            } else {
+                cmd::exit_code_for(&err)
+            })
         }
     }
 }

@@ -45,8 +45,8 @@ fn agent_killed_mid_attach_of_50_vifs_converges_after_restart() {
             .unwrap();
         }
         if i == 35 {
-            let out = lab.ok(&["lab", "restart", "agent", "--name", &lab.name]);
-            assert!(out.contains("agent restarted"), "{out}");
+            let out = lab.ok(&["lab", "restart", "agent", "--lab", &lab.name]);
+            assert!(out.contains("agent-netdd restarted"), "{out}");
         }
     }
     assert_ne!(lab.pid_of("agent"), agent);
@@ -81,26 +81,21 @@ fn agent_killed_mid_attach_of_50_vifs_converges_after_restart() {
     let ports = lab.bridge_ports("netdd", "xenbr0");
     assert_eq!(ports, want);
     let links = lab.links("netdd");
-    let vifs: Vec<&serde_json::Value> = links
-        .iter()
-        .filter(|l| l["ifname"].as_str().unwrap().starts_with("vif"))
-        .collect();
+    let vifs: Vec<&lab_support::LinkView> =
+        links.iter().filter(|l| l.name.starts_with("vif")).collect();
     assert_eq!(
         vifs.len(),
         usize::try_from(N).unwrap() + 1,
         "stray vif links"
     );
     for l in &vifs {
-        assert_eq!(l["master"], "xenbr0", "{l}");
-        assert!(
-            l["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
-            "{l}"
-        );
+        assert_eq!(l.master.as_deref(), Some("xenbr0"), "{l:?}");
+        assert!(l.up, "{l:?}");
     }
     let guest_eths = lab
         .links("guest1")
         .iter()
-        .filter(|l| l["ifname"].as_str().unwrap().starts_with("eth"))
+        .filter(|l| l.name.starts_with("eth"))
         .count();
     assert_eq!(guest_eths, usize::try_from(N).unwrap() + 1);
     assert!(lab.ping("guest1", "198.51.100.1"));
@@ -125,8 +120,8 @@ fn agent_killed_mid_attach_of_50_vifs_converges_after_restart() {
     // cleanup: wait for it, then nothing but vif2.0 may remain.
     let stray = || -> Vec<String> {
         lab.links("netdd")
-            .iter()
-            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .into_iter()
+            .map(|l| l.name)
             .filter(|n| n.starts_with("vif") && n != "vif2.0")
             .collect()
     };
@@ -134,7 +129,7 @@ fn agent_killed_mid_attach_of_50_vifs_converges_after_restart() {
     let eths = lab
         .links("guest1")
         .iter()
-        .filter(|l| l["ifname"].as_str().unwrap().starts_with("eth"))
+        .filter(|l| l.name.starts_with("eth"))
         .count();
     assert_eq!(eths, 1, "guest-side interfaces left");
     // No node of a detached device was left or resurrected.
@@ -150,6 +145,6 @@ fn agent_killed_mid_attach_of_50_vifs_converges_after_restart() {
     assert_eq!(vifs.len(), 1);
     assert_eq!(vifs[0].devid, DevId(0));
     assert!(lab.ping("guest1", "198.51.100.1"));
-    lab.ok(&["lab", "down", "--name", &lab.name]);
+    lab.ok(&["lab", "down", "--lab", &lab.name]);
     lab.assert_gone();
 }

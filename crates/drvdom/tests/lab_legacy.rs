@@ -13,6 +13,8 @@ fn debian_vif_bridge_script_connects_the_lab_vifs() {
     let _bins = require_lab!();
     let _script = testutil::require_cmd!(VIF_BRIDGE);
     let _xsw = testutil::require_cmd!("xenstore-write");
+    // Debian's vif-bridge itself calls ip (the lab does not).
+    let _ip = testutil::require_cmd!("ip");
     let lab = TestLab::new();
     let out = lab.ok(&[
         "lab",
@@ -21,19 +23,19 @@ fn debian_vif_bridge_script_connects_the_lab_vifs() {
         "--json",
         "--legacy-scripts",
         "always",
-        "--name",
+        "--lab",
         &lab.name,
     ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true, "{v:#}");
     // The agent really ran the script, once per vif.
-    let log = std::fs::read_to_string(lab.dir().join("logs/agent.log")).unwrap();
+    let log = std::fs::read_to_string(lab.dir().join("logs/agent-netdd.log")).unwrap();
     let runs = log
         .lines()
         .filter(|l| l.contains("legacy hotplug script done") && l.contains(VIF_BRIDGE))
         .count();
     assert_eq!(runs, 2, "agent log:\n{log}");
-    let status = lab.ok(&["lab", "status", "--json", "--name", &lab.name]);
+    let status = lab.ok(&["lab", "status", "--json", "--lab", &lab.name]);
     let st: serde_json::Value = serde_json::from_str(&status).unwrap();
     for g in ["guest1", "guest2"] {
         let d = st["domains"]
@@ -46,6 +48,6 @@ fn debian_vif_bridge_script_connects_the_lab_vifs() {
         assert_eq!(d["vifs"][0]["hotplug_status"], "connected", "{d}");
     }
     assert!(lab.ping("guest1", "198.51.100.12"));
-    lab.ok(&["lab", "down", "--name", &lab.name]);
+    lab.ok(&["lab", "down", "--lab", &lab.name]);
     lab.assert_gone();
 }

@@ -8,7 +8,7 @@ use lab_support::TestLab;
 use xenstore::{Client, XsErrno};
 
 fn has_link(lab: &TestLab, domain: &str, name: &str) -> bool {
-    lab.links(domain).iter().any(|l| l["ifname"] == name)
+    lab.link(domain, name).is_some()
 }
 
 #[test]
@@ -40,24 +40,25 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         // with the requested MAC.
         let ports = lab.bridge_ports("netdd", "xenbr0");
         assert!(ports.contains(&vif), "cycle {cycle}: {ports:?}");
-        let guest_links = lab.links("guest1");
-        let e = guest_links
-            .iter()
-            .find(|l| l["ifname"] == eth.as_str())
-            .unwrap();
-        assert_eq!(e["address"], "00:16:3e:00:01:01");
-        // bridge show, as the driver domain, names the guest and the state.
-        let show = lab.ok(&[
-            "bridge", "show", "--lab", &lab.name, "--domain", "netdd", "--json",
-        ]);
-        let rows: serde_json::Value = serde_json::from_str(&show).unwrap();
-        let port = rows[0]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["port"] == vif.as_str())
-            .unwrap()
-            .clone();
+        let e = lab.link("guest1", &eth).unwrap();
+        assert_eq!(e.mac.as_deref(), Some("00:16:3e:00:01:01"));
+        // bridge show, from dom0, names the guest and the state, once the
+        // agent has published the new port (it publishes link changes
+        // after a short settle).
+        let find_port = || -> Option<serde_json::Value> {
+            let show = lab.ok(&[
+                "bridge", "show", "--lab", &lab.name, "--domain", "netdd", "--json",
+            ]);
+            let rows: serde_json::Value = serde_json::from_str(&show).unwrap();
+            rows[0]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["port"] == vif.as_str())
+                .cloned()
+        };
+        lab_support::wait("bridge show lists the new vif", || find_port().is_some());
+        let port = find_port().unwrap();
         assert_eq!(port["guest"], "guest1");
         assert_eq!(port["backend_state"], "Connected");
         assert_eq!(port["hotplug_status"], "connected");
@@ -89,12 +90,14 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         assert!(!c.exists(&format!("/libxl/2/device/vif/{devid}")).unwrap());
     }
     // bridge show run inside the driver domain itself, as an admin would:
-    // its namespace, its xenstore socket, no lab bookkeeping.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.ns("netdd")])
-        .arg(lab_support::drvdom())
+    // its namespace, its xenstore socket (lab exec sets XENSTORED_PATH),
+    // no lab bookkeeping.
+    let drvdom = lab_support::drvdom();
+    let out = lab
+        .cmd()
+        .args(["lab", "exec", "netdd", "--lab", &lab.name, "--"])
+        .arg(&drvdom)
         .args(["bridge", "show", "--json"])
-        .env("XENSTORED_PATH", lab.socket_of(1))
         .output()
         .unwrap();
     assert!(
@@ -125,7 +128,7 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         &lab.name,
     ]);
     assert_eq!(bad.status.code(), Some(2));
-    lab.ok(&["lab", "down", "--name", &lab.name]);
+    lab.ok(&["lab", "down", "--lab", &lab.name]);
     lab.assert_gone();
 }
 
@@ -222,7 +225,7 @@ fn hostile_guest_is_confined_to_its_own_nodes() {
     ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["backend_state"], "Connected", "{v}");
-    lab.ok(&["lab", "down", "--name", &lab.name]);
+    lab.ok(&["lab", "down", "--lab", &lab.name]);
     lab.assert_gone();
 }
 
@@ -280,6 +283,6 @@ fn netback_refuses_a_backend_without_script() {
     assert!(!has_link(&lab, "guest1", "eth5"));
     // The lab's own vif is unaffected.
     assert!(lab.ping("guest1", "198.51.100.1"));
-    lab.ok(&["lab", "down", "--name", &lab.name]);
+    lab.ok(&["lab", "down", "--lab", &lab.name]);
     lab.assert_gone();
 }

@@ -55,10 +55,15 @@ impl<O: LinkOps> Hotplug<O> {
         bridge::bridges(&self.ops).await
     }
 
-    /// The filter in force on a vif and its drop counters (for the agent's
-    /// publisher: [`FilterStatus::json_fields`]).
+    /// The filter in force on a vif and its drop counters.
     pub async fn filter_status(&self, vif: &str) -> Result<Option<FilterStatus>> {
         self.ops.filter_status(vif).await
+    }
+
+    /// Every vif filter with its drop counters, in one pass (for publishing
+    /// all ports: two kernel dumps whatever the number of vifs).
+    pub async fn filter_statuses(&self) -> Result<Vec<FilterStatus>> {
+        self.ops.filter_statuses().await
     }
 
     /// Remove the filters of vifs that no longer exist (left behind when

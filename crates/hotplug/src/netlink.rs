@@ -569,6 +569,10 @@ impl LinkOps for NetlinkOps {
         filter::socket::status(&self.nft, ifname)
     }
 
+    async fn filter_statuses(&self) -> Result<Vec<FilterStatus>> {
+        filter::socket::all_status(&self.nft)
+    }
+
     async fn filtered(&self) -> Result<Vec<String>> {
         filter::socket::filtered(&self.nft)
     }

@@ -348,6 +348,10 @@ pub trait LinkOps: Sync {
         ifname: &str,
     ) -> impl Future<Output = Result<Option<FilterStatus>>> + Send;
 
+    /// Every vif filter with its counters (one pass over the kernel's
+    /// tables and counters, whatever the number of vifs).
+    fn filter_statuses(&self) -> impl Future<Output = Result<Vec<FilterStatus>>> + Send;
+
     /// The interface names that have a filter.
     fn filtered(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 }

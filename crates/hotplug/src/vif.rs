@@ -564,6 +564,9 @@ mod tests {
         async fn filter_status(&self, _: &str) -> Result<Option<FilterStatus>> {
             Ok(None)
         }
+        async fn filter_statuses(&self) -> Result<Vec<FilterStatus>> {
+            Ok(vec![])
+        }
         async fn filtered(&self) -> Result<Vec<String>> {
             Ok(self
                 .filters

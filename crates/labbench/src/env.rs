@@ -16,6 +16,7 @@ use futures::StreamExt;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use sim::link::Netlink;
 use xenbus::DomainSpec;
 use xenstore::{AsyncClient, DomId};
 
@@ -35,6 +36,8 @@ pub struct Bins {
     pub agent: PathBuf,
     /// `drvdom`.
     pub drvdom: PathBuf,
+    /// `drvdom-simkernel` (starts processes inside a namespace).
+    pub simkernel: PathBuf,
 }
 
 impl Bins {
@@ -55,6 +58,7 @@ impl Bins {
             xenstored: find("drvdom-xenstored")?,
             agent: find("drvdom-agent")?,
             drvdom: find("drvdom")?,
+            simkernel: find("drvdom-simkernel")?,
         })
     }
 }
@@ -125,8 +129,8 @@ impl Env {
     }
 
     /// Create the namespaces (driver domain with a veth NIC, guests) and
-    /// the netns map the simulated netback reads.
-    pub fn create_namespaces(&mut self) -> anyhow::Result<()> {
+    /// the netns map the simulated netback reads, in process (crate `sim`).
+    pub async fn create_namespaces(&mut self) -> anyhow::Result<()> {
         let map = self.dir.path().join("netns");
         std::fs::create_dir_all(&map).context("create netns map")?;
         std::fs::create_dir_all(self.socket_dir()).context("create socket dir")?;
@@ -135,32 +139,34 @@ impl Env {
         for (domid, ns) in all {
             // Recorded first, so that a half-made namespace is removed too.
             self.namespaces.push(ns.clone());
-            ip(&["netns", "add", &ns])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            sim::netns::create(&ns).with_context(|| format!("create namespace {ns}"))?;
+            Netlink::connect_in(&sim::netns::ns_path(&ns))
+                .await?
+                .set_up("lo")
+                .await?;
             std::fs::write(map.join(domid.0.to_string()), &ns).context("write netns map")?;
         }
         // The NIC: a veth whose far end stays in the driver domain too
         // (no `dummy` module needed, nothing in the host's namespace).
-        ip(&[
-            "-n",
-            &self.dd_ns,
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "nic0peer",
-        ])?;
+        let dd = sim::netns::ns_path(&self.dd_ns);
+        Netlink::connect_in(&dd)
+            .await?
+            .add_veth_into(UPLINK, &dd, "nic0peer", None)
+            .await?;
         Ok(())
     }
 
+    /// The driver domain's links.
+    pub async fn dd_links(&self) -> anyhow::Result<Vec<sim::link::LinkView>> {
+        Ok(sim::link::list_in(&sim::netns::ns_path(&self.dd_ns)).await?)
+    }
+
     /// Start `program args` as a child, output to `log`, optionally inside
-    /// a namespace (through `ip netns exec`, which execs in place, so the
-    /// child's pid is the program's).
+    /// a namespace (through `drvdom-simkernel exec`, which execs in place,
+    /// so the child's pid is the program's).
     pub fn spawn(
         &mut self,
+        bins: &Bins,
         role: &str,
         ns: Option<&str>,
         program: &Path,
@@ -172,8 +178,12 @@ impl Env {
         let err = out.try_clone().context("dup log fd")?;
         let mut cmd = match ns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(program);
+                let mut c = Command::new(&bins.simkernel);
+                c.arg("exec")
+                    .arg("--netns")
+                    .arg(sim::netns::ns_path(ns))
+                    .arg("--")
+                    .arg(program);
                 c
             }
             None => Command::new(program),
@@ -212,7 +222,7 @@ impl Env {
             "--quota-nodes".to_string(),
             quota_nodes.to_string(),
         ];
-        self.spawn("xenstored", None, &bins.xenstored, &args, &[])?;
+        self.spawn(bins, "xenstored", None, &bins.xenstored, &args, &[])?;
         self.dom0 = Some(connect_when_up(&self.xs_socket, Duration::from_secs(20)).await?);
         Ok(())
     }
@@ -243,9 +253,7 @@ impl Env {
             stop_child(&mut child, Duration::from_secs(3));
         }
         for ns in self.namespaces.drain(..).rev() {
-            if sim::netns::exists(&ns) {
-                let _ = ip(&["netns", "delete", &ns]);
-            }
+            let _ = sim::netns::delete(&ns);
         }
     }
 
@@ -277,23 +285,6 @@ fn stop_child(child: &mut Child, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Run `ip args...`, failing with its stderr.
-pub fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("run ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Connect to a socket that a just-started server will create.

@@ -6,11 +6,13 @@
 //! cargo build --release --workspace && sudo target/release/drvdom-labbench
 //! ```
 //!
-//! It needs root (namespaces, links), `ip` (iproute2), Debian's
-//! `/etc/xen/scripts/vif-bridge` (package `xen-utils-common`) with
-//! `xenstore-read`/`xenstore-write` (package `xenstore-utils`), and the
-//! workspace's `drvdom`, `drvdom-xenstored` and `drvdom-agent` next to it
-//! (or in `--bin-dir`). The whole run takes one to a few minutes; `-h`
+//! It needs root (namespaces, links), Debian's
+//! `/etc/xen/scripts/vif-bridge` (package `xen-utils-common`, which calls
+//! `ip` from iproute2) with `xenstore-read`/`xenstore-write` (package
+//! `xenstore-utils`) for the comparison, and the workspace's `drvdom`,
+//! `drvdom-xenstored`, `drvdom-agent` and `drvdom-simkernel` next to it (or
+//! in `--bin-dir`). Its own namespaces and links are made in process
+//! (crate `sim`). The whole run takes one to a few minutes; `-h`
 //! lists the knobs (guests, vifs per guest, batch size, time limits).
 //!
 //! # What it does
@@ -230,7 +232,14 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
         "--domain-socket-dir".to_string(),
         env.dir.path().join("sockets-default").display().to_string(),
     ];
-    env.spawn("xenstored-default", None, &bins.xenstored, &def_args, &[])?;
+    env.spawn(
+        bins,
+        "xenstored-default",
+        None,
+        &bins.xenstored,
+        &def_args,
+        &[],
+    )?;
     drop(env::connect_when_up(&def_sock, Duration::from_secs(20)).await?);
     let (text, warns) = doctor(bins, &def_sock, total_u32).await?;
     env.stop("xenstored-default", Duration::from_secs(2));
@@ -271,7 +280,7 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
         Some(!warns_raised),
     ));
 
-    env.create_namespaces()?;
+    env.create_namespaces().await?;
     env.create_domain(DD, "netdd", true).await?;
     for (i, (domid, _)) in env.guests.clone().iter().enumerate() {
         env.create_domain(*domid, &format!("guest{}", i + 1), false)
@@ -319,6 +328,7 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
     .collect();
     let dd_ns = env.dd_ns.clone();
     let agent_pid = env.spawn(
+        bins,
         "agent",
         Some(&dd_ns),
         &bins.agent,
@@ -328,11 +338,14 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
             ("RUST_LOG", "warn".to_string()),
         ],
     )?;
-    // No event for "a link got a master": poll `ip` briefly.
+    // No event for "a link got a master" here: poll the links briefly.
     let t = Instant::now();
     loop {
-        let out = env::ip(&["-n", &dd_ns, "-o", "link", "show", UPLINK])?;
-        if out.contains(&format!("master {BRIDGE}")) {
+        let links = env.dd_links().await?;
+        if links
+            .iter()
+            .any(|l| l.name == UPLINK && l.master.as_deref() == Some(BRIDGE))
+        {
             break;
         }
         if t.elapsed() > Duration::from_secs(20) {
@@ -383,9 +396,11 @@ async fn bench(env: &mut Env, args: &Args, bins: &Bins, rows: &mut Vec<Row>) -> 
         ));
     })
     .await?;
-    let ports = env::ip(&["-n", &dd_ns, "-o", "link", "show", "master", BRIDGE])?
-        .lines()
-        .filter(|l| l.contains(": vif"))
+    let ports = env
+        .dd_links()
+        .await?
+        .iter()
+        .filter(|l| l.master.as_deref() == Some(BRIDGE) && l.name.starts_with("vif"))
         .count();
     let (rss, hwm) = env::rss_kib(agent_pid)?;
     let probe_after = attach::probe_transaction(&dom0, guests[0], 50).await?;

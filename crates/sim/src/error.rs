@@ -33,24 +33,14 @@ pub enum Error {
         #[source]
         source: rtnetlink::Error,
     },
-    /// A helper program (`ip`, `ping`, a lab binary) could not be run.
-    #[error("cannot run {program}")]
+    /// A helper program, thread or socket could not be started.
+    #[error("cannot start {program}")]
     Spawn {
         /// The program and its first arguments.
         program: String,
         /// The OS error.
         #[source]
         source: std::io::Error,
-    },
-    /// A helper program ran and failed.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: String,
-        /// What it printed on stderr (trimmed).
-        stderr: String,
     },
     /// A file or directory of the lab could not be read or written.
     #[error("{what} {path}")]
@@ -102,7 +92,7 @@ impl Error {
     }
 }
 
-/// An error with its sources, `a: b: c`, for log fields.
+/// An error with its sources, `a: b: c`, for log fields and messages.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

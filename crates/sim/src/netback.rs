@@ -390,7 +390,7 @@ impl Device {
         if self.nl.index_of(&vif).await?.is_none() {
             let peer = format!("eth{}", self.devid);
             self.nl
-                .add_veth_into(&vif, &crate::netns::ns_path(&ns), &peer, mac.0)
+                .add_veth_into(&vif, &crate::netns::ns_path(&ns), &peer, Some(mac.0))
                 .await?;
             info!(%vif, guest_ns = %ns, "vif created");
         }

@@ -7,6 +7,12 @@
 //! memory) and the requested features, then go Connected
 //! (`xennet_connect` + `xenbus_switch_state`). When the backend closes, go
 //! Closing then Closed (`xenbus_frontend_closed`).
+//!
+//! Once a device is Connected the guest's interface `eth<devid>` (made by
+//! the simulated netback) is brought up, as a guest's hotplug `ifup` would;
+//! its addresses and MTU are the guest's own configuration, which the
+//! simulated host applies when the toolstack reports the vif connected
+//! (`Host::vif_connected`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,9 +26,14 @@ use xenbus::{BackendPath, XenbusState};
 use xenstore::{AsyncClient, DomId};
 
 use crate::error::{Error, Result, chain};
+use crate::link::Netlink;
 
 /// Transactions in flight at once (the guest's transaction quota is small).
 const TX_PARALLEL: usize = 4;
+
+/// Key under the guest's `data` directory that says the netfront runs
+/// (lab bookkeeping; a real guest writes nothing when its driver loads).
+pub const READY_KEY: &str = "data/sim-netfront";
 
 /// Run the netfront for domain `domid` until the connection closes.
 ///
@@ -31,11 +42,16 @@ const TX_PARALLEL: usize = 4;
 /// nodes this guest may read). Each device is a task kicked by the events
 /// that concern it.
 pub async fn run(client: AsyncClient, domid: DomId) -> Result<()> {
+    let nl = Netlink::connect()?;
     let base = format!("{}/device/vif", domid.path());
     let mut watch = client
         .watch(&base, "sim-netfront")
         .await
         .map_err(Error::xs(format!("watch {base}")))?;
+    let ready = format!("{}/{READY_KEY}", domid.path());
+    if let Err(e) = client.write(&ready, "ready").await {
+        warn!(error = %e, "cannot write the netfront ready marker");
+    }
     info!(domid = domid.0, "netfront running");
     let tx_slots = Arc::new(Semaphore::new(TX_PARALLEL));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u32>();
@@ -119,6 +135,8 @@ pub async fn run(client: AsyncClient, domid: DomId) -> Result<()> {
                 tx_slots: tx_slots.clone(),
                 devid,
                 dir,
+                nl: nl.clone(),
+                up: false,
             };
             let (kick_tx, kick_rx) = mpsc::unbounded_channel();
             devices.insert(devid, kick_tx);
@@ -137,10 +155,13 @@ struct Front {
     tx_slots: Arc<Semaphore>,
     devid: u32,
     dir: String,
+    nl: Netlink,
+    /// The guest's interface is up (once per device).
+    up: bool,
 }
 
 impl Front {
-    async fn run(self, mut kicks: mpsc::UnboundedReceiver<()>) {
+    async fn run(mut self, mut kicks: mpsc::UnboundedReceiver<()>) {
         loop {
             let be_dir = match self.client.read_opt(&format!("{}/backend", self.dir)).await {
                 Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
@@ -167,8 +188,24 @@ impl Front {
         crate::xs::switch_state(&self.client, &self.tx_slots, &self.dir, st).await
     }
 
+    /// The guest's hotplug `ifup eth<devid>`. Idempotent.
+    async fn ifup(&mut self) -> Result<()> {
+        if self.up {
+            return Ok(());
+        }
+        let eth = format!("eth{}", self.devid);
+        if self.nl.index_of(&eth).await?.is_none() {
+            debug!(%eth, "no interface to bring up");
+            return Ok(());
+        }
+        self.nl.set_up(&eth).await?;
+        self.up = true;
+        info!(%eth, "interface up");
+        Ok(())
+    }
+
     /// One pass; `false` once the frontend directory is gone.
-    async fn reconcile(&self, be_dir: Option<&str>) -> Result<bool> {
+    async fn reconcile(&mut self, be_dir: Option<&str>) -> Result<bool> {
         let p = format!("{}/state", self.dir);
         let Some(raw) = self
             .client
@@ -191,7 +228,10 @@ impl Front {
             .and_then(|r| XenbusState::parse_bytes(&r).ok());
         use XenbusState as S;
         match (fe, be) {
-            (Some(S::Initialising), Some(S::InitWait)) => self.connect().await?,
+            (Some(S::Initialising), Some(S::InitWait)) => {
+                self.connect().await?;
+                self.ifup().await?;
+            }
             (Some(f), Some(S::Closing)) if f != S::Closed => {
                 if f != S::Closing {
                     self.set_state(S::Closing).await?;
@@ -199,6 +239,8 @@ impl Front {
                 self.set_state(S::Closed).await?;
             }
             (Some(f), Some(S::Closed)) if f != S::Closed => self.set_state(S::Closed).await?,
+            // After a restart of the netfront: the guest's side stays up.
+            (Some(S::Connected), Some(S::Connected)) => self.ifup().await?,
             _ => {}
         }
         Ok(true)

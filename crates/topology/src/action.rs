@@ -67,3 +67,62 @@ pub struct Action {
     /// Why (what was observed).
     pub reason: String,
 }
+
+impl ActionKind {
+    /// The action's name in JSON and reports (`assign-nic`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::AssignNic { .. } => "assign-nic",
+            ActionKind::ReleaseNic { .. } => "release-nic",
+            ActionKind::WriteConfig { .. } => "write-config",
+            ActionKind::CreateDomain { .. } => "create-domain",
+            ActionKind::DestroyDomain { .. } => "destroy-domain",
+            ActionKind::ConfigureBridges { .. } => "configure-bridges",
+            ActionKind::GrantNameRead { .. } => "grant-name-read",
+            ActionKind::AttachVif { .. } => "attach-vif",
+            ActionKind::DetachVif { .. } => "detach-vif",
+        }
+    }
+
+    /// What it acts on: a BDF, a domain, `guest/devid`, `guest->dd`.
+    pub fn target(&self) -> String {
+        match self {
+            ActionKind::AssignNic { bdf } | ActionKind::ReleaseNic { bdf } => bdf.to_string(),
+            ActionKind::WriteConfig { domain }
+            | ActionKind::CreateDomain { domain }
+            | ActionKind::DestroyDomain { domain }
+            | ActionKind::ConfigureBridges { domain } => domain.clone(),
+            ActionKind::GrantNameRead { guest, backend } => format!("{guest}->{backend}"),
+            ActionKind::AttachVif { guest, devid } | ActionKind::DetachVif { guest, devid } => {
+                format!("{guest}/{devid}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.name(), self.kind.target())
+    }
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Action", 3)?;
+        st.serialize_field("action", self.kind.name())?;
+        st.serialize_field("target", &self.kind.target())?;
+        st.serialize_field("reason", &self.reason)?;
+        st.end()
+    }
+}
+
+impl Action {
+    /// An action with its reason.
+    pub fn new(kind: ActionKind, reason: impl Into<String>) -> Action {
+        Action {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}

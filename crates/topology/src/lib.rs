@@ -16,15 +16,26 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod apply;
+mod check;
 mod error;
 pub mod host;
+pub mod hostfile;
 pub mod model;
+pub mod observe;
 pub mod observed;
+pub mod plan;
+mod real;
+pub mod show;
+pub mod verify;
+pub mod xlconfig;
 
 pub use action::{Action, ActionKind};
 pub use error::{Error, Result};
-pub use host::{DomainRole, Host, HostKind, ProbeOutcome};
+pub use host::{DomainRole, Host, HostKind, ProbeOutcome, ProbeTarget};
+pub use hostfile::{LoadOptions, Loaded, load, parse_str};
 pub use model::{Bridge, DriverDomain, Guest, Topology, Uplink, Vif, VifMode};
 pub use observed::{
     AgentStatus, Observed, ObservedBridge, ObservedDomain, ObservedNic, ObservedPort, ObservedVif,
 };
+pub use real::{RealHost, RealHostConfig};

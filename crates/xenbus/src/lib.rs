@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod backend;
 pub mod domain;
 mod error;

@@ -2,8 +2,13 @@
 
 use crate::errno::XsErrno;
 use crate::path::PathProblem;
+use crate::wire::{DecodeError, FrameError};
 
-/// Errors from the xenstore codec and clients.
+/// Errors from the xenstore codec and clients: the crate's one error type.
+///
+/// [`PathProblem`], [`FrameError`] and [`DecodeError`] are reasons carried
+/// by its variants (the codec's functions return them directly so the
+/// server can answer with the right error name).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,6 +44,12 @@ pub enum Error {
     /// The peer sent something that is not the xenstore protocol.
     #[error("xenstore protocol error: {0}")]
     Protocol(String),
+    /// The peer's byte stream cannot be framed (the connection is dropped).
+    #[error("bad xenstore frame: {0}")]
+    Frame(FrameError),
+    /// A message that does not decode.
+    #[error("malformed xenstore message: {0}")]
+    Decode(DecodeError),
     /// The connection is gone.
     #[error("xenstore connection closed")]
     Closed,
@@ -79,6 +90,18 @@ impl Error {
     /// True if the server said the node does not exist.
     pub fn is_not_found(&self) -> bool {
         self.errno() == Some(XsErrno::Enoent)
+    }
+}
+
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Self {
+        Error::Frame(e)
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::Decode(e)
     }
 }
 

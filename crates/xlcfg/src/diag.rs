@@ -40,6 +40,8 @@ pub enum Kind {
     /// Something the reference implementation does silently that is
     /// probably not what the author meant.
     Quirk,
+    /// A host topology file problem (crate `topology`); see `code`.
+    Topology,
 }
 
 /// One error or warning, with its position in a source file.
@@ -62,7 +64,11 @@ pub struct Diagnostic {
     /// The text the reference implementation names in its message
     /// (`near `…'`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub near: Option<String>,
+    pub near: Option<Box<str>>,
+    /// A stable code naming the check (`TOPO-UNKNOWN-KEY`), for scripts
+    /// and documentation; shown as `error[CODE]: ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -86,6 +92,7 @@ impl Diagnostic {
             column,
             span: start..span.end.clamp(start, source.len()),
             near: None,
+            code: None,
         }
     }
 
@@ -105,7 +112,14 @@ impl Diagnostic {
             column: 0,
             span: 0..0,
             near: None,
+            code: None,
         }
+    }
+
+    /// The same diagnostic with a stable code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// True for errors.
@@ -123,7 +137,14 @@ impl Diagnostic {
             Severity::Warning => "warning",
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{sev}: {}", self.message);
+        match &self.code {
+            Some(code) => {
+                let _ = writeln!(out, "{sev}[{code}]: {}", self.message);
+            }
+            None => {
+                let _ = writeln!(out, "{sev}: {}", self.message);
+            }
+        }
         if self.line == 0 {
             let _ = writeln!(out, "  --> {}", self.file);
             return out;
@@ -226,6 +247,7 @@ impl<'a> Locator<'a> {
             column,
             span: start..span.end.clamp(start, self.src.len()),
             near: None,
+            code: None,
         }
     }
 }

@@ -89,7 +89,7 @@ impl<'a> Parser<'a> {
         let mut d = self
             .loc
             .diag(Severity::Error, kind, message, self.file, span.clone());
-        d.near = Some(String::from_utf8_lossy(&self.src[span]).into_owned());
+        d.near = Some(String::from_utf8_lossy(&self.src[span]).into());
         self.diags.push(d);
     }
 
@@ -204,7 +204,7 @@ impl<'a> Parser<'a> {
         let mut d = self
             .loc
             .diag(Severity::Error, Kind::Syntax, msg, self.file, span);
-        d.near = Some(near);
+        d.near = Some(near.into());
         self.diags.push(d);
     }
 

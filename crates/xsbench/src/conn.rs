@@ -64,7 +64,9 @@ impl Conn {
     /// Next packet of any kind.
     pub fn recv_any(&mut self) -> Result<Packet> {
         loop {
-            if let Some((p, n)) = Packet::decode(&self.buf[self.start..], MAX_REPLY)? {
+            if let Some((p, n)) =
+                Packet::decode(&self.buf[self.start..], MAX_REPLY).map_err(xenstore::Error::from)?
+            {
                 self.start += n;
                 if self.start == self.buf.len() {
                     self.buf.clear();

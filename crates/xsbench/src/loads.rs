@@ -99,7 +99,9 @@ pub fn tx10(sock: &Path, n: u64) -> Result<Stats> {
     let st = timed(
         |_| loop {
             let p = c.call(&Request::TransactionStart, 0)?;
-            let tx = match Response::decode(p.msg_type, MsgType::TransactionStart, &p.payload)? {
+            let tx = match Response::decode(p.msg_type, MsgType::TransactionStart, &p.payload)
+                .map_err(xenstore::Error::from)?
+            {
                 Response::TxId(t) => t,
                 other => bail!("unexpected TRANSACTION_START reply {other:?}"),
             };
@@ -387,7 +389,9 @@ pub fn big_directory(sock: &Path, children: u64) -> Result<(Duration, usize)> {
 /// DIRECTORY, or the DIRECTORY_PART loop when the list is over 4096 bytes.
 fn list(c: &mut Conn, path: &str) -> Result<Vec<String>> {
     match c.call_raw(&Request::Directory(path.into()), 0)? {
-        Ok(p) => match Response::decode(p.msg_type, MsgType::Directory, &p.payload)? {
+        Ok(p) => match Response::decode(p.msg_type, MsgType::Directory, &p.payload)
+            .map_err(xenstore::Error::from)?
+        {
             Response::Children(v) => return Ok(v),
             other => bail!("unexpected DIRECTORY reply {other:?}"),
         },
@@ -400,7 +404,9 @@ fn list(c: &mut Conn, path: &str) -> Result<Vec<String>> {
         let mut generation = None;
         loop {
             let p = c.call(&Request::DirectoryPart(path.into(), offset), 0)?;
-            match Response::decode(p.msg_type, MsgType::DirectoryPart, &p.payload)? {
+            match Response::decode(p.msg_type, MsgType::DirectoryPart, &p.payload)
+                .map_err(xenstore::Error::from)?
+            {
                 Response::DirectoryPart {
                     generation: g,
                     children,

@@ -1,6 +1,7 @@
 #!/bin/bash
 # dom0 scenario with drvdom doing every step (runs from /lab/init as lab.role=dom0; the payload
-# is mounted from /dev/vdc). xl stays the engine: it creates and destroys domains and adds vifs.
+# is mounted from /dev/vdc). drvdom apply/verify/destroy drive it from one host file; xl stays
+# the engine: drvdom apply runs xl create, drvdom destroy xl destroy; xl network-attach adds a vif.
 # Steps: see the table in ../README.md. Prints "@@LAB <step> PASS|FAIL ..." lines (lib.sh).
 P=/lab/payload
 . $P/lab.env
@@ -126,13 +127,55 @@ else
   mark config-check FAIL "exit $rc1 (dd.cfg) / $rc2 (dd.cfg guest.cfg): $(out1 200)"
 fi
 
-# ---- dd-create: xl create the driver domain ------------------------------------
-( tail -n +1 -F $ddcons 2>/dev/null | sed -u "s/\r$//; s/^/[$DD_NAME] /" ) &
-if runc dd-create timeout=300 xl $XL_VERBOSE create /run/dd.cfg; then
-  ddid=$(xl domid $DD_NAME)
-  mark dd-create PASS "domid=$ddid pci=['$short'] driver_domain=1"
+# ---- plan: one host file for the driver domain, its NIC and bridge, and the guest ----------
+# The uplink is named as the driver domain sees it (pcifront renumbers the BDF inside it).
+cat > /run/host.toml <<TOML
+version = 1
+
+[[driver_domain]]
+name = "$DD_NAME"
+config = "dd.cfg"
+nics = ["$NIC_BDF"]
+
+[[driver_domain.bridge]]
+name = "$BRIDGE"
+uplink = "eth0"
+
+[[guest]]
+name = "$GUEST_NAME"
+config = "guest.cfg"
+
+[[guest.vif]]
+backend = "$DD_NAME"
+mac = "$GUEST_MAC"
+TOML
+sed 's/^/@@LAB-INFO host.toml: /' /run/host.toml
+runc plan drvdom plan /run/host.toml; rc=$?
+nact=$(grep -cE '^ +[0-9]+\. ' $EV/out)
+sed 's/^/@@LAB-INFO plan: /' $EV/out
+if [ $rc = 2 ] && [ "$nact" -ge 4 ] && grep -q 'create-domain '$DD_NAME $EV/out; then
+  mark plan PASS "exit 2 (changes pending), $nact actions: $(grep -oE '[0-9]+\. [a-z-]+ [^:]+' $EV/out | sed 's/^[0-9]*\. //' | tr '\n' ';' | sed 's/;$//')"
 else
-  mark dd-create FAIL "xl create: $(out1)"; finish
+  mark plan FAIL "exit $rc, $nact actions: $(out1 200)"
+fi
+
+# ---- apply: drvdom apply drives xl create (dd.cfg, guest.cfg), bridges, grants, vifs ----------
+( tail -n +1 -F $ddcons 2>/dev/null | sed -u "s/\r$//; s/^/[$DD_NAME] /" ) &
+( tail -n +1 -F $gcons 2>/dev/null | sed -u "s/\r$//; s/^/[$GUEST_NAME] /" ) &
+runc apply timeout=1400 drvdom apply --agent-timeout 1000 --vif-timeout "$VIF_TIMEOUT" /run/host.toml; rc=$?
+sed 's/^/@@LAB-INFO apply: /' $EV/out
+sed 's/^/@@LAB-INFO dd.cfg after apply: /' /run/dd.cfg
+sed 's/^/@@LAB-INFO guest.cfg after apply: /' /run/guest.cfg
+ddid=$(xl domid $DD_NAME 2>/dev/null); gid=$(xl domid $GUEST_NAME 2>/dev/null)
+if [ $rc = 0 ] && grep -q 'apply complete' $EV/out; then
+  mark apply PASS "$(grep -c '\.\.\. ok' $EV/out) actions ok; $(grep 'apply complete' $EV/out); dd=$ddid guest=$gid"
+else
+  mark apply FAIL "exit $rc: $(grep -E 'FAILED|error' $EV/out | head -n3 | tr '\n' ' ')"
+fi
+if [ -n "$ddid" ]; then
+  mark dd-create PASS "by drvdom apply (xl create /run/dd.cfg): domid=$ddid pci=['$NIC_BDF'] driver_domain=1"
+else
+  mark dd-create FAIL "no domain $DD_NAME after drvdom apply"; finish
 fi
 
 # ---- dd-lspci, dd-uplink, dd-agent: inside the driver domain ---------------------
@@ -140,20 +183,22 @@ wait_marker $ddcons DD lspci dd-lspci "$DD_TIMEOUT"
 wait_marker $ddcons DD uplink dd-uplink 300
 wait_marker $ddcons DD agent dd-agent 240 || finish
 
-# ---- guest-create: a guest whose vif is served by the driver domain -----------------
-( tail -n +1 -F $gcons 2>/dev/null | sed -u "s/\r$//; s/^/[$GUEST_NAME] /" ) &
-if runc guest-create timeout=300 xl $XL_VERBOSE create /run/guest.cfg; then
-  gid=$(xl domid $GUEST_NAME)
-  mark guest-create PASS "domid=$gid vif backend=$DD_NAME mac=$GUEST_MAC"
+# ---- guest-create: made by the same apply -----------------------------------------
+if [ -n "$gid" ]; then
+  mark guest-create PASS "by drvdom apply (xl create /run/guest.cfg): domid=$gid vif backend=$DD_NAME mac=$GUEST_MAC"
 else
-  gid=$(xl domid $GUEST_NAME 2>/dev/null)
-  mark guest-create FAIL "xl create: $(out1)"
+  mark guest-create FAIL "no domain $GUEST_NAME after drvdom apply"
 fi
+# (no xenstore-chmod: apply's grant-name-read let the driver domain read the guest's name)
+echo "@@LAB-INFO /local/domain/$gid/name perms: $(xenstore-ls -p /local/domain/$gid 2>/dev/null | grep '^name ')"
 
-# libxl gives /local/domain/<guest> the permissions n0 r<guest>, so a driver domain cannot read
-# the guest's name; let the driver domain read that one node so `drvdom bridge show` can name it
-xenstore-chmod /local/domain/$gid/name n0 r$gid r$ddid 2>&1 | sed 's/^/@@LAB-INFO xenstore-chmod: /'
-echo "@@LAB-INFO granted dom$ddid read on /local/domain/$gid/name: $(xenstore-ls -p /local/domain/$gid 2>/dev/null | grep '^name ')"
+# ---- replan: the applied host needs nothing -----------------------------------------
+runc replan drvdom plan /run/host.toml; rc=$?
+if [ $rc = 0 ]; then
+  mark replan PASS "drvdom plan after apply: exit 0, $(out1 120)"
+else
+  mark replan FAIL "exit $rc: $(out1 300)"
+fi
 
 # ---- vif-connected: both ends of vif <gid>/0 reach Connected (4) -----------------
 be=/local/domain/$ddid/backend/vif/$gid
@@ -174,6 +219,17 @@ fi
 
 # ---- bridge-show: drvdom bridge show in the driver domain -------------------------
 wait_marker $ddcons DD bridge-show bridge-show "$VIF_TIMEOUT"
+
+# ---- verify: every check of the host file from dom0, incl. the driver domain's bridges ----
+runc verify timeout=300 drvdom verify /run/host.toml; rc=$?
+sed 's/^/@@LAB-INFO verify: /' $EV/out
+sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed' $EV/out)
+if [ $rc = 0 ] && grep -q '^PASS bridge ' $EV/out && grep -q '^PASS vif-on-bridge ' $EV/out &&
+  grep -q '^PASS nic-visible ' $EV/out && grep -q '^PASS name-readable ' $EV/out; then
+  mark verify PASS "$sum: $(grep -oE '^PASS [a-z-]+' $EV/out | cut -d' ' -f2 | sort | uniq -c | awk '{print $2"x"$1}' | tr '\n' ' ')"
+else
+  mark verify FAIL "exit $rc, $sum: $(grep '^FAIL' $EV/out | head -n3 | tr '\n' ' ')"
+fi
 
 # ---- guest-dhcp, guest-ping: DHCP + ping through the driver domain's bridge --------
 wait_marker $gcons GUEST dhcp guest-dhcp "$GUEST_TIMEOUT"
@@ -224,25 +280,31 @@ fi
 xenstore-write /local/domain/$ddid/data/lab-cmd "4 check-scripts"
 wait_marker $ddcons DD no-scripts no-hotplug-scripts 120
 
-# ---- dd-destroy, pci-release: the NIC goes back to e1000 in dom0 ----------------------
-runc dd-destroy timeout=120 xl destroy $GUEST_NAME; rc1=$?
-runc dd-destroy timeout=120 xl destroy $DD_NAME; rc2=$?
-runc dd-destroy xl list
-if [ $rc1 = 0 ] && [ $rc2 = 0 ] && ! xl domid $DD_NAME >/dev/null 2>&1; then
-  mark dd-destroy PASS "guest and driver domain destroyed; $NIC_BDF driver: $(drv_of $NIC_BDF)"
+# ---- destroy: drvdom destroy detaches the vif, destroys guest and driver domain (xl), ----
+# ---- and gives the NIC back to e1000 in dom0 ----------------------------------------------
+runc destroy timeout=400 drvdom destroy /run/host.toml; rc=$?
+sed 's/^/@@LAB-INFO destroy: /' $EV/out
+runc destroy xl list
+if [ $rc = 0 ] && ! xl domid $DD_NAME >/dev/null 2>&1 && ! xl domid $GUEST_NAME >/dev/null 2>&1; then
+  mark dd-destroy PASS "drvdom destroy: $(grep 'destroy complete' $EV/out)"
 else
-  mark dd-destroy FAIL "xl destroy exits $rc1/$rc2"
+  mark dd-destroy FAIL "drvdom destroy exit $rc: $(grep -E 'FAILED|error' $EV/out | head -n3 | tr '\n' ' ')"
 fi
-runc pci-release drvdom pci release $NIC_BDF; rc=$?
 wait_for pci-release 20 "a netdev on $NIC_BDF" ls -d /sys/bus/pci/devices/$NIC_BDF/net/*
 drv=$(drv_of $NIC_BDF)
 nicdevs=$(ls /sys/bus/pci/devices/$NIC_BDF/net 2>/dev/null | tr '\n' ' ')
 runc pci-release xl pci-assignable-list
 still=$(grep -c "$short" $EV/out)
-if [ $rc = 0 ] && [ "$drv" = e1000 ] && [ -n "$nicdevs" ] && [ "$still" = 0 ]; then
-  mark pci-release PASS "$NIC_BDF back on e1000 in dom0 (netdev ${nicdevs% }); no longer assignable"
+if [ "$drv" = e1000 ] && [ -n "$nicdevs" ] && [ "$still" = 0 ]; then
+  mark pci-release PASS "by drvdom destroy: $NIC_BDF back on e1000 in dom0 (netdev ${nicdevs% }); no longer assignable"
 else
-  mark pci-release FAIL "exit $rc; driver='$drv' netdevs='$nicdevs' still-assignable=$still"
+  mark pci-release FAIL "driver='$drv' netdevs='$nicdevs' still-assignable=$still"
+fi
+runc destroy-again drvdom destroy /run/host.toml; rc=$?
+if [ $rc = 0 ] && grep -q 'nothing of the file is left' $EV/out; then
+  mark destroy-again PASS "second drvdom destroy: $(out1 120)"
+else
+  mark destroy-again FAIL "exit $rc: $(out1 200)"
 fi
 sleep 1
 finish ok

@@ -1,33 +1,31 @@
-//! `drvdom bridge show`: the `brctl show` of a driver domain, with the
-//! guest behind each vif and the vif's xenbus state.
-//!
-//! Run inside the driver domain (its namespace, `XENSTORED_PATH` set), or
-//! from anywhere with `--lab NAME --domain DD`.
+//! `drvdom bridge show`: the `brctl show` of a driver domain — its
+//! bridges, uplinks and ports with the guest behind each vif and the vif's
+//! xenbus state — from what its agent publishes in xenstore
+//! (`xenbus::agent`). Works from dom0 (`--domain DD`, real host or `--lab`)
+//! and inside the driver domain itself (its own publication).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
-use sim::lab;
-use sim::link::{self, LinkView};
-use xenbus::XenbusState;
+use topology::Host;
+use topology::observe::{domid_of, list_domids};
+use xenbus::{BackendPath, XenbusState};
 use xenstore::{AsyncClient, DomId};
 
-use super::usage_error;
+use super::{host, usage_error};
 
 /// `drvdom bridge` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum BridgeCmd {
     /// List bridges and their ports, with guest names and vif states.
     Show {
-        /// Look at this lab's driver domain instead of the current namespace.
-        #[arg(long, requires = "domain")]
-        lab: Option<String>,
-        /// The driver domain (with --lab).
-        #[arg(long, requires = "lab")]
-        domain: Option<String>,
-        /// This domain's id (default: xenstore `domid`).
+        /// The driver domain (from dom0); default: every driver domain, or
+        /// this domain when run inside one.
         #[arg(long)]
+        domain: Option<String>,
+        /// This domain's id, inside a driver domain (default: xenstore `domid`).
+        #[arg(long, conflicts_with = "domain")]
         domid: Option<u16>,
         /// Print JSON.
         #[arg(long)]
@@ -40,6 +38,7 @@ pub enum BridgeCmd {
 struct PortRow {
     port: String,
     up: bool,
+    forwarding: bool,
     guest: Option<String>,
     domid: Option<u16>,
     devid: Option<u32>,
@@ -50,20 +49,21 @@ struct PortRow {
 /// One bridge as shown.
 #[derive(Debug, Serialize)]
 struct BridgeRow {
+    domain: String,
     bridge: String,
-    up: bool,
+    uplink: Option<String>,
+    mtu: Option<u32>,
     ports: Vec<PortRow>,
 }
 
 /// Run `drvdom bridge`.
-pub fn run(cmd: BridgeCmd) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: BridgeCmd, lab: Option<String>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     match cmd {
         BridgeCmd::Show {
-            lab,
             domain,
             domid,
             json,
@@ -81,79 +81,105 @@ async fn read_text(c: &AsyncClient, path: &str) -> Option<String> {
 
 #[allow(clippy::print_stdout)] // the command's report
 async fn show(
-    lab_name: Option<String>,
+    lab: Option<String>,
     domain: Option<String>,
     domid: Option<u16>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    // Where to look: the lab's namespace and socket, or here.
-    let (ns, client, self_id, names) = match (lab_name, domain) {
-        (Some(l), Some(d)) => {
-            let root = lab::run_root();
-            if !lab::exists(&root, &l) {
-                return Err(usage_error(format!("no lab {l:?} is running")));
-            }
-            let st = lab::LabState::load(&lab::state::lab_dir(&root, &l))?
-                .ok_or_else(|| usage_error(format!("lab {l:?} has no state")))?;
-            let rec = st
-                .domain(&d)
-                .ok_or_else(|| usage_error(format!("no domain {d:?} in lab {l:?}")))?
-                .clone();
-            let c = AsyncClient::connect(st.socket_of(rec.domid))
+    // Inside a driver domain (its own socket; its `domid` is not 0): its
+    // own publication. From dom0 (real host or --lab): the named driver
+    // domain, or every domain whose agent publishes.
+    let inside = match (&lab, &domain, domid) {
+        (None, None, Some(id)) => Some(DomId(id)),
+        (None, None, None) => match AsyncClient::connect_default().await {
+            Ok(c) => read_text(&c, "domid")
                 .await
-                .with_context(|| format!("connect to xenstore as {d}"))?;
-            let names: Vec<(u16, String)> = st
-                .domains
-                .iter()
-                .map(|d| (d.domid, d.name.clone()))
-                .collect();
-            (Some(rec.netns), c, Some(DomId(rec.domid)), names)
-        }
-        _ => {
-            let c = AsyncClient::connect_default()
-                .await
-                .context("connect to xenstore (set XENSTORED_PATH)")?;
-            (None, c, domid.map(DomId), Vec::new())
-        }
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|id| *id != 0)
+                .map(DomId),
+            Err(_) => None,
+        },
+        _ => None,
     };
-    let self_id = match self_id {
-        Some(d) => d,
-        None => read_text(&client, "domid")
+    let (client, targets): (AsyncClient, Vec<(DomId, String)>) = if let Some(id) = inside {
+        let c = AsyncClient::connect_default()
             .await
-            .and_then(|s| s.parse().ok())
-            .context("cannot tell this domain's id (xenstore `domid`); pass --domid")?,
-    };
-    let links = link::list(ns.as_deref()).await?;
-    let mut rows = Vec::new();
-    for b in link::bridges(&links) {
-        let mut ports = Vec::new();
-        for p in &b.ports {
-            ports.push(port_row(&client, self_id, p, &names).await);
+            .context("connect to xenstore (set XENSTORED_PATH)")?;
+        (c, vec![(id, "this domain".to_string())])
+    } else {
+        let h = host::open(lab.as_deref()).await?;
+        let xs = h.xenstore().clone();
+        match &domain {
+            Some(d) => {
+                let id = domid_of(&xs, d).await?.ok_or_else(|| {
+                    usage_error(format!("no running domain {d:?} on {}", h.describe()))
+                })?;
+                (xs, vec![(id, d.clone())])
+            }
+            None => {
+                let mut v = Vec::new();
+                for id in list_domids(&xs).await? {
+                    if xs
+                        .exists(&xenbus::agent::agent_dir(id))
+                        .await
+                        .unwrap_or(false)
+                    {
+                        let name = read_text(&xs, &format!("{}/name", id.path()))
+                            .await
+                            .unwrap_or_else(|| format!("domain {id}"));
+                        v.push((id, name));
+                    }
+                }
+                (xs, v)
+            }
         }
-        rows.push(BridgeRow {
-            bridge: b.bridge.name.clone(),
-            up: b.bridge.up,
-            ports,
-        });
+    };
+    let mut rows = Vec::new();
+    for (id, name) in &targets {
+        let p = xenbus::agent::read_published(&client, *id)
+            .await
+            .with_context(|| format!("read what {name}'s agent publishes"))?;
+        for b in p.bridges {
+            let mut ports = Vec::new();
+            for r in &b.ports {
+                ports.push(port_row(&client, *id, r).await);
+            }
+            rows.push(BridgeRow {
+                domain: name.clone(),
+                bridge: b.name,
+                uplink: b.uplink,
+                mtu: b.mtu,
+                ports,
+            });
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<12} {:<16} {:<10} {:<12} hotplug",
-        "bridge name", "interfaces", "guest", "state"
+        "{:<10} {:<12} {:<16} {:<10} {:<12} hotplug",
+        "domain", "bridge name", "interfaces", "guest", "state"
     );
     for b in &rows {
         if b.ports.is_empty() {
-            println!("{}", b.bridge);
+            println!("{:<10} {}", b.domain, b.bridge);
         }
         for (i, p) in b.ports.iter().enumerate() {
-            let br = if i == 0 { b.bridge.as_str() } else { "" };
+            let (dn, br) = if i == 0 {
+                (b.domain.as_str(), b.bridge.as_str())
+            } else {
+                ("", "")
+            };
+            let guest = match (&p.guest, b.uplink.as_deref() == Some(p.port.as_str())) {
+                (Some(g), _) => g.clone(),
+                (None, true) => "(uplink)".to_string(),
+                (None, false) => "-".to_string(),
+            };
             println!(
-                "{br:<12} {:<16} {:<10} {:<12} {}",
+                "{dn:<10} {br:<12} {:<16} {:<10} {:<12} {}",
                 p.port,
-                p.guest.as_deref().unwrap_or("-"),
+                guest,
                 p.backend_state.as_deref().unwrap_or("-"),
                 p.hotplug_status.as_deref().unwrap_or("-"),
             );
@@ -162,11 +188,12 @@ async fn show(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn port_row(c: &AsyncClient, me: DomId, p: &LinkView, names: &[(u16, String)]) -> PortRow {
-    let Some((fe, devid)) = link::parse_vif_name(&p.name) else {
+async fn port_row(c: &AsyncClient, me: DomId, p: &xenbus::agent::PortRecord) -> PortRow {
+    let Some((fe, devid)) = p.vif_ids() else {
         return PortRow {
             port: p.name.clone(),
             up: p.up,
+            forwarding: p.fwd,
             guest: None,
             domid: None,
             devid: None,
@@ -174,30 +201,27 @@ async fn port_row(c: &AsyncClient, me: DomId, p: &LinkView, names: &[(u16, Strin
             hotplug_status: None,
         };
     };
-    // The guest's name: xenstore if readable from here (a driver domain
-    // usually may not read /local/domain/<fe>), else what the lab knows.
-    let guest = match read_text(c, &format!("{}/name", DomId(fe).path())).await {
-        Some(n) => Some(n),
-        None => names
-            .iter()
-            .find(|(d, _)| *d == fe)
-            .map(|(_, n)| n.clone())
-            .or_else(|| Some(format!("domain {fe}"))),
-    };
-    let bdir = format!("{}/backend/vif/{fe}/{devid}", me.path());
-    let backend_state = read_text(c, &format!("{bdir}/state")).await.map(|s| {
-        match XenbusState::parse_bytes(s.as_bytes()) {
-            Ok(st) => st.name().to_string(),
-            Err(_) => format!("invalid {s:?}"),
-        }
-    });
+    // The guest's name: readable once `apply` granted it (GrantNameRead);
+    // dom0 reads everything.
+    let guest = read_text(c, &format!("{}/name", fe.path()))
+        .await
+        .or_else(|| Some(format!("domain {fe}")));
+    let bp = BackendPath::vif(me, fe, devid);
+    let backend_state =
+        read_text(c, &bp.state())
+            .await
+            .map(|s| match XenbusState::parse_bytes(s.as_bytes()) {
+                Ok(st) => st.name().to_string(),
+                Err(_) => format!("invalid {s:?}"),
+            });
     PortRow {
         port: p.name.clone(),
         up: p.up,
+        forwarding: p.fwd,
         guest,
-        domid: Some(fe),
-        devid: Some(devid),
+        domid: Some(fe.0),
+        devid: Some(devid.0),
         backend_state,
-        hotplug_status: read_text(c, &format!("{bdir}/hotplug-status")).await,
+        hotplug_status: read_text(c, &bp.key("hotplug-status")).await,
     }
 }

@@ -4,9 +4,11 @@
 pub mod bridge;
 pub mod config;
 pub mod doctor;
+pub mod host;
 pub mod lab;
 pub mod pci;
 mod pci_record;
+pub mod toolstack;
 pub mod vif;
 
 /// An error in what the user gave us (arguments, a config file): exit code 2.

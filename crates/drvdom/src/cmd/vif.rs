@@ -1,25 +1,27 @@
-//! `drvdom vif`: attach or detach a guest's vif live, on a running lab
-//! (through the lab's dom0 xenstore socket, with `xenbus` doing what
-//! `xl network-attach/-detach` does).
+//! `drvdom vif`: attach or detach a guest's vif live, on the real host or
+//! a lab (`--lab`), through xenstore with `xenbus` doing what
+//! `xl network-attach/-detach` does (README: why xenbus rather than xl).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sim::lab;
-use xenbus::DevId;
+use topology::Host;
+use topology::observe::domid_of;
+use xenbus::{BackendPath, DetachOptions, DevId, MacAddr, VifConfig};
 use xenstore::DomId;
 
+use super::host;
 use super::usage_error;
 
 /// `drvdom vif` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum VifCmd {
     /// Attach a new vif to GUEST with its backend in DOMAIN and wait until
-    /// both ends are Connected.
+    /// both ends are Connected and the driver domain's hotplug is done.
     Attach {
         /// Guest (frontend) domain name.
         guest: String,
-        /// Backend (driver) domain name.
+        /// Backend (driver) domain name, or dom0.
         #[arg(long)]
         backend: String,
         /// MAC address (default: random, Xen OUI 00:16:3e).
@@ -28,9 +30,9 @@ pub enum VifCmd {
         /// Bridge in the driver domain (default xenbr0).
         #[arg(long)]
         bridge: Option<String>,
-        /// Lab name.
-        #[arg(long, default_value = "lab")]
-        lab: String,
+        /// Device id (default: the next free one).
+        #[arg(long)]
+        devid: Option<u32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -41,9 +43,6 @@ pub enum VifCmd {
         guest: String,
         /// Device id.
         devid: u32,
-        /// Lab name.
-        #[arg(long, default_value = "lab")]
-        lab: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -58,77 +57,84 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Run `drvdom vif`.
-pub fn run(cmd: VifCmd) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(run_async(cmd))
+pub fn run(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(run_async(cmd, lab))
 }
 
-async fn open(name: &str) -> anyhow::Result<lab::Lab> {
-    let root = lab::run_root();
-    if !lab::exists(&root, name) {
-        return Err(usage_error(format!(
-            "no lab {name:?} is running (start one with `drvdom lab up --detach --name {name}`)"
-        )));
-    }
-    Ok(lab::open(&root, name).await?)
-}
-
-fn domid_of(lab: &lab::Lab, name: &str) -> anyhow::Result<DomId> {
-    lab.state
-        .domain(name)
-        .map(|d| DomId(d.domid))
-        .ok_or_else(|| {
-            let known: Vec<&str> = lab.state.domains.iter().map(|d| d.name.as_str()).collect();
-            usage_error(format!(
-                "no domain {name:?} in the lab (domains: {})",
-                known.join(", ")
-            ))
-        })
+async fn domid(h: &host::AnyHost, name: &str) -> anyhow::Result<DomId> {
+    domid_of(h.xenstore(), name)
+        .await?
+        .ok_or_else(|| usage_error(format!("no running domain {name:?} on {}", h.describe())))
 }
 
 #[allow(clippy::print_stdout)] // the command's report
-async fn run_async(cmd: VifCmd) -> anyhow::Result<ExitCode> {
+async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode> {
+    let h = host::open(lab.as_deref()).await?;
+    let xs = h.xenstore();
     match cmd {
         VifCmd::Attach {
             guest,
             backend,
             mac,
             bridge,
-            lab: name,
+            devid,
             json,
         } => {
-            let lab = open(&name).await?;
-            let fe = domid_of(&lab, &guest)?;
-            let be = domid_of(&lab, &backend)?;
-            let (devid, bs, fs) =
-                lab::attach_guest_vif(&lab.dom0, fe, be, mac.as_deref(), bridge.as_deref())
+            let fe = domid(&h, &guest).await?;
+            let be = domid(&h, &backend).await?;
+            let mut cfg = VifConfig::new(be);
+            if let Some(m) = mac {
+                let m: MacAddr =
+                    MacAddr::parse_strict(&m).map_err(|e| usage_error(format!("--mac: {e}")))?;
+                cfg = cfg.mac(m);
+            }
+            if let Some(b) = bridge {
+                cfg = cfg.bridge(b);
+            }
+            if let Some(d) = devid {
+                cfg = cfg.devid(DevId(d));
+            }
+            if be != DomId::DOM0 {
+                // Netback in a driver domain does not trust guests' frontends.
+                cfg = cfg.trusted(false);
+            }
+            let bridge_name = cfg
+                .bridge
+                .clone()
+                .unwrap_or_else(|| xenbus::DEFAULT_BRIDGE.to_string());
+            let devid = xenbus::attach_vif(xs, fe, &cfg)
+                .await
+                .with_context(|| format!("attach a vif of {guest} to {backend}"))?;
+            let bp = BackendPath::vif(be, fe, devid);
+            let deadline = tokio::time::Instant::now() + topology::apply::VIF_TIMEOUT;
+            topology::apply::wait_vif_up(xs, &bp, &guest, deadline)
+                .await
+                .with_context(|| format!("wait for vif{}.{devid} to connect", fe.0))?;
+            if be != DomId::DOM0 {
+                // Done when the driver domain shows it on its bridge.
+                topology::apply::wait_port_published(xs, be, fe, devid, &bridge_name, deadline)
                     .await
-                    .with_context(|| format!("attach a vif of {guest} to {backend}"))?;
+                    .with_context(|| format!("wait for vif{}.{devid} on {bridge_name}", fe.0))?;
+            }
             if json {
                 let out = serde_json::json!({
                     "guest": guest, "domid": fe.0, "backend": backend, "devid": devid.0,
                     "vif": format!("vif{}.{}", fe.0, devid.0),
-                    "backend_state": bs.name(), "frontend_state": fs.name(),
+                    "backend_state": "Connected", "frontend_state": "Connected",
+                    "hotplug_status": "connected",
                 });
                 println!("{out}");
             } else {
                 println!(
-                    "{guest}: vif {devid} attached as vif{}.{devid} in {backend} (backend {}, frontend {})",
-                    fe.0,
-                    bs.name(),
-                    fs.name()
+                    "{guest}: vif {devid} attached as vif{}.{devid} in {backend} (backend Connected, frontend Connected, hotplug connected)",
+                    fe.0
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        VifCmd::Detach {
-            guest,
-            devid,
-            lab: name,
-            json,
-        } => {
-            let lab = open(&name).await?;
-            let fe = domid_of(&lab, &guest)?;
-            let out = lab::detach_guest_vif(&lab.dom0, fe, DevId(devid))
+        VifCmd::Detach { guest, devid, json } => {
+            let fe = domid(&h, &guest).await?;
+            let out = xenbus::detach_vif(xs, fe, DevId(devid), &DetachOptions::default())
                 .await
                 .with_context(|| format!("detach vif {devid} of {guest}"))?;
             if json {

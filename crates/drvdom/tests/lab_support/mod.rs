@@ -1,29 +1,35 @@
 //! Shared helpers of the `lab_*` integration tests: run the real `drvdom`
 //! binary against real namespaces, each test with its own lab name and
-//! its own lab root directory.
+//! its own lab root directory. Links and pings go through crate `sim`'s
+//! own netlink and ICMP code: the tests need neither `ip` nor `ping`.
 //!
-//! The lab needs `drvdom-xenstored` and `drvdom-agent` built beforehand
-//! (`cargo build --workspace`, as `.ci/run` does): they are looked up next
-//! to `target/<profile>/drvdom`. Tests never build them.
+//! The lab needs `drvdom-xenstored`, `drvdom-agent` and `drvdom-simkernel`
+//! built beforehand (`cargo build --workspace`, as `.ci/run` does): they
+//! are looked up next to `target/<profile>/drvdom`. Tests never build them.
 
 #![allow(dead_code)] // each test file uses a subset
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // test helpers: failing loudly is the point
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
+
+pub use sim::link::LinkView;
 
 /// The drvdom binary under test.
 pub fn drvdom() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drvdom"))
 }
 
-/// `drvdom-xenstored` and `drvdom-agent` next to it, if built.
-pub fn sibling_bins() -> Option<(PathBuf, PathBuf)> {
+/// The lab's other programs next to it, if built.
+pub fn sibling_bins() -> Option<Vec<PathBuf>> {
     let dir = drvdom().parent()?.to_path_buf();
-    let xs = dir.join("drvdom-xenstored");
-    let agent = dir.join("drvdom-agent");
-    (xs.is_file() && agent.is_file()).then_some((xs, agent))
+    let all: Vec<PathBuf> = ["drvdom-xenstored", "drvdom-agent", "drvdom-simkernel"]
+        .iter()
+        .map(|n| dir.join(n))
+        .collect();
+    all.iter().all(|p| p.is_file()).then_some(all)
 }
 
 /// Skip (or fail under DRVDOM_REQUIRE_ROOT_TESTS=1) unless root and the
@@ -32,20 +38,25 @@ pub fn sibling_bins() -> Option<(PathBuf, PathBuf)> {
 macro_rules! require_lab {
     () => {{
         testutil::require_root!();
-        let _ping = testutil::require_cmd!("ping");
-        let _ip = testutil::require_cmd!("ip");
         match lab_support::sibling_bins() {
             Some(b) => b,
             None => {
                 testutil::skip(
                     module_path!(),
-                    "needs drvdom-xenstored and drvdom-agent next to the drvdom test binary \
-                     (run `cargo build --workspace` first)",
+                    "needs drvdom-xenstored, drvdom-agent and drvdom-simkernel next to the \
+                     drvdom test binary (run `cargo build --workspace` first)",
                 );
                 return;
             }
         }
     }};
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// One lab for one test: unique name, private root, torn down on drop.
@@ -95,15 +106,21 @@ impl TestLab {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `lab up --detach --json`: the parsed report; asserts success.
-    pub fn up_detached(&self, guests: u16) -> serde_json::Value {
-        let g = guests.to_string();
-        let out = self.ok(&[
-            "lab", "up", "--detach", "--json", "--guests", &g, "--name", &self.name,
-        ]);
+    /// `lab up --detach --json` with extra arguments: the parsed report;
+    /// asserts success.
+    pub fn up_detached_with(&self, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["lab", "up", "--detach", "--json", "--lab", &self.name];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["ok"], true, "lab up failed: {v:#}");
         v
+    }
+
+    /// `lab up --detach --json --guests N`.
+    pub fn up_detached(&self, guests: u16) -> serde_json::Value {
+        let g = guests.to_string();
+        self.up_detached_with(&["--guests", &g])
     }
 
     /// The lab's directory.
@@ -117,15 +134,18 @@ impl TestLab {
         serde_json::from_slice(&text).unwrap()
     }
 
-    /// Pid of the process with `role` (`agent`, `netback`, ...).
+    /// Pid of the process with `role` (`agent-netdd`, `xenstored`, or a
+    /// bare `agent`/`netback` for the only one).
     pub fn pid_of(&self, role: &str) -> i32 {
         let st = self.state();
         let procs = st["procs"].as_array().unwrap();
-        let p = procs
+        let prefix = format!("{role}-");
+        let found: Vec<&serde_json::Value> = procs
             .iter()
-            .find(|p| p["role"] == role)
-            .unwrap_or_else(|| panic!("no {role}"));
-        i32::try_from(p["pid"].as_i64().unwrap()).unwrap()
+            .filter(|p| p["role"] == role || p["role"].as_str().unwrap().starts_with(&prefix))
+            .collect();
+        assert_eq!(found.len(), 1, "process {role} in {procs:#?}");
+        i32::try_from(found[0]["pid"].as_i64().unwrap()).unwrap()
     }
 
     /// The socket through which domain `domid` talks to xenstored.
@@ -142,33 +162,33 @@ impl TestLab {
         format!("drvdom-{}-{domain}", self.name)
     }
 
-    /// `ip netns exec <guest ns> ping -c1 -W2 <ip>` succeeded?
+    /// An ICMP echo from `from`'s namespace to `ip` answered (within 3 s)?
     pub fn ping(&self, from: &str, ip: &str) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(from), "ping", "-c1", "-W2", ip])
-            .output()
+        let ns = sim::netns::ns_path(&self.ns(from));
+        let ip: IpAddr = ip.parse().unwrap();
+        rt().block_on(sim::icmp::echo(&ns, ip, Duration::from_secs(3)))
             .unwrap()
-            .status
-            .success()
+            .is_some()
     }
 
-    /// Link names in a domain's namespace.
-    pub fn links(&self, domain: &str) -> Vec<serde_json::Value> {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns(domain), "-json", "-details", "link", "show"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    /// Links in a domain's namespace.
+    pub fn links(&self, domain: &str) -> Vec<LinkView> {
+        let ns = sim::netns::ns_path(&self.ns(domain));
+        rt().block_on(sim::link::list_in(&ns)).unwrap()
     }
 
-    /// Ports of bridge `br` in a domain's namespace.
+    /// The link `name` in a domain's namespace.
+    pub fn link(&self, domain: &str, name: &str) -> Option<LinkView> {
+        self.links(domain).into_iter().find(|l| l.name == name)
+    }
+
+    /// Ports of bridge `br` in a domain's namespace, sorted.
     pub fn bridge_ports(&self, domain: &str, br: &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .links(domain)
-            .iter()
-            .filter(|l| l["master"] == br)
-            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .into_iter()
+            .filter(|l| l.master.as_deref() == Some(br))
+            .map(|l| l.name)
             .collect();
         v.sort();
         v
@@ -190,45 +210,18 @@ impl Drop for TestLab {
             eprintln!("keeping lab {} under {}", self.name, root.keep().display());
             return;
         }
-        let _ = self.run(&["lab", "down", "--name", &self.name]);
+        let _ = self.run(&["lab", "down", "--lab", &self.name]);
     }
 }
 
 /// Pids whose environment carries `DRVDOM_LAB=<name>`.
 pub fn lab_pids(name: &str) -> Vec<i32> {
-    let want = format!("DRVDOM_LAB={name}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if !zombie && env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
+    sim::lab::procs_of(name)
 }
 
 /// No namespace, process or directory of lab `name` remains.
 pub fn assert_no_leftovers(name: &str, dir: &Path) {
-    let prefix = format!("drvdom-{name}-");
-    let ns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default();
+    let ns = sim::netns::list_with_prefix(&sim::netns::lab_prefix(name)).unwrap();
     assert!(ns.is_empty(), "namespaces left: {ns:?}");
     let pids = lab_pids(name);
     assert!(pids.is_empty(), "processes left: {pids:?}");
@@ -238,4 +231,27 @@ pub fn assert_no_leftovers(name: &str, dir: &Path) {
 /// Poll helper with a generous default for the lab.
 pub fn wait(what: &str, cond: impl FnMut() -> bool) {
     testutil::wait_until(what, Duration::from_secs(20), cond);
+}
+
+/// The checks of a `lab up --json` report with name `check`.
+pub fn checks<'a>(v: &'a serde_json::Value, check: &str) -> Vec<&'a serde_json::Value> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == check)
+        .collect()
+}
+
+/// Every check and action of a `lab up --json` report passed.
+pub fn assert_all_pass(v: &serde_json::Value) {
+    for a in v["actions"].as_array().unwrap() {
+        assert_eq!(a["ok"], true, "action failed: {a:#}");
+    }
+    let checks = v["checks"].as_array().unwrap();
+    assert!(!checks.is_empty(), "no checks: {v:#}");
+    for c in checks {
+        assert_eq!(c["status"], "pass", "check failed: {c:#}");
+    }
+    assert_eq!(v["failed"], 0, "{v:#}");
 }

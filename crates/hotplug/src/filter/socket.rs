@@ -311,6 +311,66 @@ fn status_on(c: &Conn, what: &str, ifname: &str) -> Result<Option<FilterStatus>>
     }))
 }
 
+/// Every vif filter with its counters, in two dumps (tables, then counter
+/// objects) whatever the number of vifs: for publishing all ports at once.
+pub(crate) fn all_status(nft: &Nft) -> Result<Vec<FilterStatus>> {
+    let what = "read all filters";
+    nft.with(|c| {
+        let mut out: Vec<FilterStatus> = Vec::new();
+        let seq = next_seq(1);
+        let m = MsgBuf::nft(Msg::GetTable, NLM_F_DUMP, seq, NFPROTO_NETDEV);
+        c.dump(what, seq, m.finish(), |msg| {
+            let a = msg.attrs();
+            let Some(ifname) = a
+                .get_str(table::NAME)
+                .and_then(|n| n.strip_prefix(TABLE_PREFIX))
+            else {
+                return;
+            };
+            let ud = a.get(table::USERDATA).map(String::from_utf8_lossy);
+            let mode = ud
+                .as_deref()
+                .and_then(|u| u.strip_prefix(USERDATA_TAG))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(FilterMode::parse);
+            if let Some(mode) = mode {
+                out.push(FilterStatus {
+                    ifname: ifname.to_string(),
+                    mode,
+                    drops: DropCounters::default(),
+                });
+            }
+        })?;
+        out.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+        let seq = next_seq(1);
+        let mut m = MsgBuf::nft(Msg::GetObj, NLM_F_DUMP, seq, NFPROTO_NETDEV);
+        m.be32(obj::TYPE, obj::COUNTER);
+        c.dump(what, seq, m.finish(), |msg| {
+            let a = msg.attrs();
+            let Some(ifname) = a
+                .get_str(obj::TABLE)
+                .and_then(|n| n.strip_prefix(TABLE_PREFIX))
+            else {
+                return;
+            };
+            let Some(reason) = a
+                .get_str(obj::NAME)
+                .and_then(|n| DropReason::ALL.into_iter().find(|r| r.as_str() == n))
+            else {
+                return;
+            };
+            if let Ok(i) = out.binary_search_by(|s| s.ifname.as_str().cmp(ifname)) {
+                let packets = a
+                    .get(obj::DATA)
+                    .and_then(|d| Attrs::nested(d).get_be64(counter::PACKETS))
+                    .unwrap_or(0);
+                *out[i].drops.slot(reason) = packets;
+            }
+        })?;
+        Ok(out)
+    })
+}
+
 /// The vifs that have a filter table (by interface name).
 pub(crate) fn filtered(nft: &Nft) -> Result<Vec<String>> {
     let what = "list filter tables";

@@ -7,10 +7,9 @@ use serde::Serialize;
 use xenstore::DomId;
 
 use super::state::{self, DomainRec, LabState, ProcRec};
-use super::steps::links_of;
-use super::{Lab, procs};
+use super::{SimHost, procs};
 use crate::error::{Error, Result};
-use crate::link::LinkView;
+use crate::link::{self, LinkView};
 use crate::netns;
 
 /// What [`down`] removed.
@@ -24,15 +23,16 @@ pub struct DownReport {
     pub dir_removed: bool,
 }
 
-/// Remove everything lab `name` made: its recorded processes (checked by
-/// their `DRVDOM_LAB` mark), every process inside a namespace with the
-/// lab's prefix, those namespaces (and so every link in them) and its
-/// directory. Idempotent.
+/// Remove everything lab `name` made: its recorded processes and any
+/// other process carrying its `DRVDOM_LAB` mark, every process inside a
+/// namespace with the lab's prefix, those namespaces (and so every link in
+/// them) and its directory. Idempotent; needs neither xenstored nor a
+/// readable record.
 pub async fn down(run_root: &Path, name: &str) -> Result<DownReport> {
     state::check_name(name)?;
     let dir = state::lab_dir(run_root, name);
     let mut rep = DownReport::default();
-    let mut pids: Vec<i32> = Vec::new();
+    let mut pids: Vec<i32> = procs::marked(name);
     // A damaged state file must not stop the cleanup.
     if let Ok(Some(st)) = LabState::load(&dir) {
         pids.extend(
@@ -44,26 +44,16 @@ pub async fn down(run_root: &Path, name: &str) -> Result<DownReport> {
     }
     let namespaces = netns::list_with_prefix(&netns::lab_prefix(name))?;
     for ns in &namespaces {
-        pids.extend(netns::pids(ns).await.unwrap_or_default());
+        pids.extend(netns::pids(ns).unwrap_or_default());
     }
     pids.sort_unstable();
     pids.dedup();
     let me = i32::try_from(std::process::id()).unwrap_or(-1);
-    pids.retain(|p| *p != me);
+    pids.retain(|p| *p != me && *p > 1);
     // All at once: each gets SIGTERM, then SIGKILL after a grace period.
-    let stops: Vec<_> = pids
-        .iter()
-        .map(|&pid| {
-            tokio::task::spawn_blocking(move || (pid, procs::stop(pid, Duration::from_secs(3))))
-        })
-        .collect();
-    for s in stops {
-        if let Ok((pid, true)) = s.await {
-            rep.processes.push(pid);
-        }
-    }
+    rep.processes = procs::stop_all(pids, Duration::from_secs(3)).await;
     for ns in namespaces {
-        netns::delete(&ns).await?;
+        netns::delete(&ns)?;
         rep.namespaces.push(ns);
     }
     if dir.exists() {
@@ -110,28 +100,37 @@ pub struct DomainStatus {
     pub links: Vec<LinkView>,
 }
 
+/// One process in [`status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcStatus {
+    /// The record.
+    #[serde(flatten)]
+    pub process: ProcRec,
+    /// Still running.
+    pub alive: bool,
+}
+
 /// Everything `lab status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// Lab name.
     pub name: String,
-    /// Processes and whether they are alive.
-    pub processes: Vec<(ProcRec, bool)>,
+    /// Processes.
+    pub processes: Vec<ProcStatus>,
     /// Domains.
     pub domains: Vec<DomainStatus>,
+    /// NICs.
+    pub nics: Vec<state::NicRec>,
 }
 
-/// Read the lab's domains, devices and states.
-pub async fn status(lab: &Lab) -> Result<Status> {
+/// Read the lab's domains, devices, links and processes.
+pub async fn status(host: &SimHost) -> Result<Status> {
+    let st = host.state();
+    let dom0 = host.dom0();
     let mut domains = Vec::new();
-    for d in &lab.state.domains {
-        let introduced = d.domid == 0
-            || lab
-                .dom0
-                .is_introduced(DomId(d.domid))
-                .await
-                .unwrap_or(false);
-        let vifs = xenbus::list_vifs(&lab.dom0, DomId(d.domid))
+    for d in &st.domains {
+        let introduced = d.domid == 0 || dom0.is_introduced(DomId(d.domid)).await.unwrap_or(false);
+        let vifs = xenbus::list_vifs(dom0, DomId(d.domid))
             .await
             .map_err(Error::xb(format!("list vifs of {}", d.name)))?
             .into_iter()
@@ -145,8 +144,9 @@ pub async fn status(lab: &Lab) -> Result<Status> {
                 bridge: v.bridge.clone(),
             })
             .collect();
-        let links = links_of(&d.netns)
+        let links = link::list_in(&netns::ns_path(&d.netns))
             .await
+            .unwrap_or_default()
             .into_iter()
             .filter(|l| l.name != "lo")
             .collect();
@@ -157,20 +157,18 @@ pub async fn status(lab: &Lab) -> Result<Status> {
             links,
         });
     }
-    let processes = lab
-        .state
+    let processes = st
         .procs
         .iter()
-        .map(|p| {
-            (
-                p.clone(),
-                procs::alive(p.pid) && procs::belongs_to(p.pid, &lab.state.name),
-            )
+        .map(|p| ProcStatus {
+            process: p.clone(),
+            alive: procs::alive(p.pid) && procs::belongs_to(p.pid, &st.name),
         })
         .collect();
     Ok(Status {
-        name: lab.state.name.clone(),
+        name: st.name.clone(),
         processes,
         domains,
+        nics: st.nics.clone(),
     })
 }

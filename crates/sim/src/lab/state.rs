@@ -1,26 +1,29 @@
-//! The lab's record on disk: `/run/drvdom/lab/<name>/state.json`.
+//! The simulated host's record on disk: `<run root>/<name>/state.json`.
 //!
-//! Written as soon as each piece exists, so that `lab down` finds what a
-//! crashed `lab up` left behind.
+//! Written as soon as each piece exists (a namespace, a process, a NIC),
+//! so that `lab down` finds what a crashed command left behind, and so
+//! that any later command (`drvdom apply --lab NAME`, `lab restart`) can
+//! open the host and go on.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use xentypes::Bdf;
 
 use crate::error::{Error, Result};
 
 /// Default root of lab directories.
 pub const RUN_ROOT: &str = "/run/drvdom/lab";
 
-/// What a domain is in the lab.
+/// What a domain is on the simulated host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The control domain (toolstack, xenstored).
     Dom0,
-    /// The network driver domain (NIC, netback, agent, bridge).
+    /// A driver domain (NICs, netback, agent, bridges).
     Driver,
-    /// A guest with a vif.
+    /// A guest (netfront).
     Guest,
 }
 
@@ -35,15 +38,59 @@ pub struct DomainRec {
     pub role: Role,
     /// Its network namespace.
     pub netns: String,
-    /// Its address on the lab network (guests only), e.g. `198.51.100.11/24`.
-    pub addr: Option<String>,
 }
 
-/// One process the lab started.
+/// Where a simulated NIC is, i.e. which kernel owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "at", content = "domain")]
+pub enum NicPlace {
+    /// In dom0, bound to its own driver.
+    Dom0,
+    /// Bound to pciback: hidden from dom0, in no domain yet.
+    Pciback,
+    /// Passed through to this domain (by name).
+    Domain(String),
+}
+
+/// One simulated PCI NIC: a veth whose far end is cabled to the outside
+/// network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicRec {
+    /// Its (made-up) PCI address.
+    pub bdf: Bdf,
+    /// Its interface name in whichever kernel has it (`nic0`, `nic1`...).
+    pub ifname: String,
+    /// The far end's name in the outside namespace (`ext0`...).
+    pub ext: String,
+    /// Where it is.
+    pub place: NicPlace,
+}
+
+/// Name of the simulated NICs' own driver (what dom0 had bound before
+/// pciback, and gets back on release).
+pub const NIC_DRIVER: &str = "sim-nic";
+/// Name pciback reports as the bound driver.
+pub const PCIBACK: &str = "pciback";
+
+impl NicRec {
+    /// The driver it is bound to, as sysfs would name it.
+    pub fn driver(&self) -> &'static str {
+        match self.place {
+            NicPlace::Dom0 => NIC_DRIVER,
+            NicPlace::Pciback | NicPlace::Domain(_) => PCIBACK,
+        }
+    }
+}
+
+/// One process the host started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcRec {
-    /// What it is: `xenstored`, `agent`, `netback`, `netfront-<domid>`.
+    /// What it is: `xenstored`, `netback-<dd>`, `agent-<dd>`,
+    /// `netfront-<guest>`.
     pub role: String,
+    /// The domain it belongs to (`Domain-0` for xenstored).
+    #[serde(default)]
+    pub domain: String,
     /// Its pid.
     pub pid: i32,
     /// Its log file.
@@ -62,6 +109,18 @@ pub struct ProcRec {
     pub env: Vec<(String, String)>,
 }
 
+/// The programs a simulated host runs (recorded so that later commands
+/// use the same ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bins {
+    /// `drvdom-xenstored`.
+    pub xenstored: PathBuf,
+    /// `drvdom-agent`.
+    pub agent: PathBuf,
+    /// `drvdom-simkernel` (netback, netfront, `exec` in a namespace).
+    pub simkernel: PathBuf,
+}
+
 /// The whole record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
@@ -73,18 +132,28 @@ pub struct LabState {
     pub xenstored_socket: PathBuf,
     /// Where `<domid>.sock` appear for introduced domains.
     pub domain_socket_dir: PathBuf,
-    /// The "outside world" namespace holding the far end of the NIC.
+    /// The "outside world" namespace holding the far ends of the NICs.
     pub outside_ns: String,
-    /// Name of the NIC (a veth standing for the physical port).
-    pub nic: String,
-    /// The NIC's made-up PCI address.
-    pub nic_bdf: String,
-    /// Address of the outside end, e.g. `198.51.100.1/24`.
+    /// The namespace standing for pciback: NICs hidden from dom0 and not
+    /// yet passed through wait there.
+    pub pciback_ns: String,
+    /// The outside network's bridge (the far ends of the NICs are its
+    /// ports) and its address, e.g. `198.51.100.1/24`.
+    pub outside_bridge: String,
+    /// Address of the outside network.
     pub outside_addr: String,
-    /// The bridge the agent builds in the driver domain.
-    pub bridge: String,
-    /// Domains.
+    /// The programs.
+    pub bins: Bins,
+    /// Extra arguments every agent gets (e.g. `--legacy-scripts always`).
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// The domid the next created domain gets (Xen allocates upwards).
+    pub next_domid: u16,
+    /// Domains, dom0 first.
     pub domains: Vec<DomainRec>,
+    /// NICs that exist (created when first named).
+    #[serde(default)]
+    pub nics: Vec<NicRec>,
     /// Processes.
     pub procs: Vec<ProcRec>,
 }
@@ -93,6 +162,16 @@ impl LabState {
     /// The state file of lab directory `dir`.
     pub fn file(dir: &Path) -> PathBuf {
         dir.join("state.json")
+    }
+
+    /// Directory of the domid → namespace map the netbacks read.
+    pub fn netns_map(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+
+    /// Directory of the processes' logs.
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("logs")
     }
 
     /// Write it (atomically: temp file then rename).
@@ -144,9 +223,9 @@ impl LabState {
         self.domains.iter().find(|d| d.domid == domid)
     }
 
-    /// The driver domain.
-    pub fn driver(&self) -> Option<&DomainRec> {
-        self.domains.iter().find(|d| d.role == Role::Driver)
+    /// The NIC with address `bdf`.
+    pub fn nic(&self, bdf: Bdf) -> Option<&NicRec> {
+        self.nics.iter().find(|n| n.bdf == bdf)
     }
 
     /// The socket through which domain `domid` talks to xenstored.
@@ -155,6 +234,36 @@ impl LabState {
             self.xenstored_socket.clone()
         } else {
             self.domain_socket_dir.join(format!("{domid}.sock"))
+        }
+    }
+
+    /// The process with role `role`; a bare `agent`, `netback` or
+    /// `netfront` names the only one of its kind.
+    pub fn proc(&self, role: &str) -> Result<&ProcRec> {
+        if let Some(p) = self.procs.iter().find(|p| p.role == role) {
+            return Ok(p);
+        }
+        let prefix = format!("{role}-");
+        let matches: Vec<&ProcRec> = self
+            .procs
+            .iter()
+            .filter(|p| p.role.starts_with(&prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            _ => {
+                let roles: Vec<&str> = self.procs.iter().map(|p| p.role.as_str()).collect();
+                let why = if matches.is_empty() {
+                    "no such process"
+                } else {
+                    "ambiguous"
+                };
+                Err(Error::Invalid(format!(
+                    "{why}: {role:?} in lab {} (processes: {})",
+                    self.name,
+                    roles.join(", ")
+                )))
+            }
         }
     }
 }
@@ -181,18 +290,23 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// Domain names: 1 to 32 of `[a-z0-9]`, so they fit namespace names.
+/// Domain names on the simulated host: xl's rules (no `/`, not all
+/// digits, printable) narrowed to what fits a namespace name: 1 to 64 of
+/// `[A-Za-z0-9_.-]`, not starting with `-` or `.`.
 pub fn check_domain_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 32
+        && name.len() <= 64
+        && !name.starts_with(['-', '.'])
+        && !name.bytes().all(|b| b.is_ascii_digit())
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok && name != "outside" && name != "pciback" && name != "dom0" {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid domain name {name:?}: use 1 to 32 lowercase letters or digits"
+            "invalid domain name {name:?} for the simulated host: use 1 to 64 letters, digits, \
+             '-', '_' or '.' (not all digits; \"dom0\", \"outside\" and \"pciback\" are taken)"
         )))
     }
 }
@@ -211,34 +325,90 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_through_json() {
-        let dir = std::env::temp_dir().join(format!("simstate{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let st = LabState {
+    fn domain_names_are_checked() {
+        for ok in ["netdd", "web-1", "db_2.prod", "Guest1"] {
+            assert!(check_domain_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "123", "-x", ".x", "outside", "a b"] {
+            assert!(check_domain_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn sample(dir: &Path) -> LabState {
+        LabState {
             name: "t".into(),
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             xenstored_socket: dir.join("xs.sock"),
             domain_socket_dir: dir.join("sockets"),
             outside_ns: "drvdom-t-outside".into(),
-            nic: "nic0".into(),
-            nic_bdf: "0000:03:00.0".into(),
+            pciback_ns: "drvdom-t-pciback".into(),
+            outside_bridge: "outbr".into(),
             outside_addr: "198.51.100.1/24".into(),
-            bridge: "xenbr0".into(),
+            bins: Bins {
+                xenstored: "/x".into(),
+                agent: "/a".into(),
+                simkernel: "/s".into(),
+            },
+            agent_args: vec![],
+            next_domid: 3,
             domains: vec![DomainRec {
                 domid: 2,
                 name: "guest1".into(),
                 role: Role::Guest,
                 netns: "drvdom-t-guest1".into(),
-                addr: Some("198.51.100.11/24".into()),
             }],
-            procs: vec![],
-        };
+            nics: vec![NicRec {
+                bdf: "0000:03:00.0".parse().unwrap(),
+                ifname: "nic0".into(),
+                ext: "ext0".into(),
+                place: NicPlace::Domain("netdd".into()),
+            }],
+            procs: vec![
+                ProcRec {
+                    role: "agent-netdd".into(),
+                    domain: "netdd".into(),
+                    pid: 5,
+                    log: dir.join("a.log"),
+                    netns: String::new(),
+                    program: "/a".into(),
+                    args: vec![],
+                    env: vec![],
+                },
+                ProcRec {
+                    role: "netfront-guest1".into(),
+                    domain: "guest1".into(),
+                    pid: 6,
+                    log: dir.join("n.log"),
+                    netns: String::new(),
+                    program: "/s".into(),
+                    args: vec![],
+                    env: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = sample(dir.path());
         st.save().unwrap();
-        let back = LabState::load(&dir).unwrap().unwrap();
+        let back = LabState::load(dir.path()).unwrap().unwrap();
         assert_eq!(back, st);
-        assert_eq!(back.socket_of(2), dir.join("sockets/2.sock"));
-        assert_eq!(back.socket_of(0), dir.join("xs.sock"));
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(LabState::load(&dir).unwrap().is_none());
+        assert_eq!(back.socket_of(2), dir.path().join("sockets/2.sock"));
+        assert_eq!(back.socket_of(0), dir.path().join("xs.sock"));
+        assert_eq!(back.nics[0].driver(), PCIBACK);
+        std::fs::remove_file(LabState::file(dir.path())).unwrap();
+        assert!(LabState::load(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bare_roles_name_the_only_process_of_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = sample(dir.path());
+        assert_eq!(st.proc("agent").unwrap().pid, 5);
+        assert_eq!(st.proc("netfront-guest1").unwrap().pid, 6);
+        let e = st.proc("netback").unwrap_err().to_string();
+        assert!(e.contains("agent-netdd"), "{e}");
     }
 }

@@ -151,7 +151,7 @@ impl Inner {
                 Ok(None) => {}
                 Err(e) => {
                     self.broken = true;
-                    return Err(Error::Protocol(format!("bad frame from server: {e}")));
+                    return Err(Error::Frame(e));
                 }
             }
             if !self.fill(deadline)? {

@@ -1,0 +1,705 @@
+//! `drvdom lab`: the simulated Xen host (crate `sim`).
+//!
+//! `up` starts a simulated host, applies a host file to it with the
+//! toolstack (crate `topology`, the same code as on real Xen) and verifies
+//! it, printing each action and each PASS/FAIL check; `status` shows it as
+//! a tree, `exec` runs a command inside one of its domains, `restart`
+//! restarts one of its processes, `down` removes it.
+
+mod bins;
+
+use std::ffi::OsString;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sim::SimHost;
+use sim::lab::{self, StartConfig};
+use topology::apply::{ActionResult, Progress};
+use topology::verify::{Check, Status as CheckStatus};
+use topology::{LoadOptions, Topology};
+
+use super::usage_error;
+
+/// Default lab name.
+pub const DEFAULT_LAB: &str = "lab";
+
+/// The seed scenario, as a host file.
+pub const SEED: &str = include_str!("seed.toml");
+
+/// `drvdom lab` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum LabCmd {
+    /// Start a simulated host, apply a host file to it (default: the seed
+    /// scenario — driver domain netdd with a NIC on xenbr0, two guests) and
+    /// verify every step with real packets.
+    Up {
+        /// The host file to apply (see SPEC: version, driver_domain,
+        /// guest); `config` keys are ignored on the simulated host.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["guests", "driver_domain"])]
+        topology: Option<PathBuf>,
+        /// The seed scenario with this many guests.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=200))]
+        guests: Option<u16>,
+        /// The seed scenario with this driver domain name.
+        #[arg(long, value_name = "NAME")]
+        driver_domain: Option<String>,
+        /// Lab name (namespaces are `drvdom-<name>-*`); same as the global --lab.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Leave the lab running and return.
+        #[arg(long, conflicts_with = "once")]
+        detach: bool,
+        /// Tear the lab down right after the checks.
+        #[arg(long)]
+        once: bool,
+        /// Print the actions and checks as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Agent policy for hotplug scripts: `non-default` (native hotplug
+        /// unless a vif names another script), `always` (run the backend's
+        /// script, e.g. Debian's /etc/xen/scripts/vif-bridge), `never`.
+        #[arg(long, value_name = "WHEN", value_parser = ["always", "never", "non-default"])]
+        legacy_scripts: Option<String>,
+    },
+    /// Show domains, NICs, devices, links and processes of a running lab.
+    Status {
+        /// Lab name (same as the global --lab).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a domain of a running lab (its network
+    /// namespace and own /sys; XENSTORED_PATH is the domain's xenstore
+    /// socket). DOMAIN may also be `outside`. Exits with the command's
+    /// status.
+    Exec {
+        /// The domain (as `lab status` lists it), or `outside`.
+        domain: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        argv: Vec<OsString>,
+        /// Lab name (same as the global --lab).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Remove every namespace, link and process of a lab (idempotent).
+    Down {
+        /// Lab name (same as the global --lab).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart one process of a running lab as it was started: `agent`,
+    /// `netback`, `netfront-<guest>` (with one driver domain), or
+    /// `agent-<dd>`, `netback-<dd>`; the old one is stopped first.
+    Restart {
+        /// The process role, as `lab status` lists it.
+        role: String,
+        /// Lab name (same as the global --lab).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Print the built-in seed host file (a starting point for --topology).
+    Seed {
+        /// The seed scenario with this many guests.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=200))]
+        guests: Option<u16>,
+        /// The seed scenario with this driver domain name.
+        #[arg(long, value_name = "NAME")]
+        driver_domain: Option<String>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// The lab a command is about: its own `--name`, else the global `--lab`,
+/// else [`DEFAULT_LAB`]; checked (a bad name is a usage error).
+fn lab_name(own: Option<String>, global: Option<&str>) -> anyhow::Result<String> {
+    let name = own
+        .or_else(|| global.map(str::to_string))
+        .unwrap_or_else(|| DEFAULT_LAB.to_string());
+    lab::state::check_name(&name).map_err(|e| usage_error(e.to_string()))?;
+    Ok(name)
+}
+
+/// Run `drvdom lab`; `global_lab` is the global `--lab`, if given.
+pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LabCmd::Up {
+            topology,
+            guests,
+            driver_domain,
+            name,
+            detach,
+            once,
+            json,
+            legacy_scripts,
+        } => {
+            let name = lab_name(name, global_lab)?;
+            let mode = if detach {
+                Mode::Detach
+            } else if once {
+                Mode::Once
+            } else {
+                Mode::Foreground
+            };
+            let (topo, file) = load_topology(topology, guests, driver_domain)?;
+            bins::check_machine(legacy_scripts.as_deref() == Some("always"))?;
+            if lab::exists(&lab::run_root(), &name) {
+                return Err(usage_error(format!(
+                    "lab {name:?} already exists; remove it with `drvdom lab down --lab {name}`"
+                )));
+            }
+            let agent_args = legacy_scripts
+                .map(|w| vec!["--legacy-scripts".to_string(), w])
+                .unwrap_or_default();
+            let bins = bins::find()?;
+            let up = Up {
+                name,
+                mode,
+                json,
+                topo,
+                file,
+                cfg_bins: bins,
+                agent_args,
+            };
+            runtime()?.block_on(up.run())
+        }
+        LabCmd::Status { name, json } => {
+            let name = lab_name(name, global_lab)?;
+            runtime()?.block_on(status(name, json))
+        }
+        LabCmd::Exec { domain, argv, name } => exec(lab_name(name, global_lab)?, &domain, &argv),
+        LabCmd::Down { name, json } => {
+            let name = lab_name(name, global_lab)?;
+            runtime()?.block_on(down(name, json))
+        }
+        LabCmd::Restart { role, name } => {
+            let name = lab_name(name, global_lab)?;
+            runtime()?.block_on(restart(role, name))
+        }
+        LabCmd::Seed {
+            guests,
+            driver_domain,
+        } => {
+            #[allow(clippy::print_stdout)] // the command's output
+            {
+                print!("{}", seed(driver_domain.as_deref(), guests)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The seed host file, for `dd` and `guests` if they differ from the
+/// built-in one.
+fn seed(dd: Option<&str>, guests: Option<u16>) -> anyhow::Result<String> {
+    if dd.is_none() && guests.is_none() {
+        return Ok(SEED.to_string());
+    }
+    let dd = dd.unwrap_or("netdd");
+    lab::state::check_domain_name(dd).map_err(|e| usage_error(e.to_string()))?;
+    let n = guests.unwrap_or(2);
+    let mut s = String::from(
+        "# drvdom's seed scenario (`drvdom lab up`), generated for --guests/--driver-domain.\n\
+         version = 1\n\n",
+    );
+    s.push_str(&format!(
+        "[[driver_domain]]\nname = \"{dd}\"\nnics = [\"0000:03:00.0\"]\n\n\
+         [[driver_domain.bridge]]\nname = \"xenbr0\"\nuplink = \"0000:03:00.0\"\n"
+    ));
+    for i in 1..=n {
+        let name = format!("guest{i}");
+        if name == dd {
+            return Err(usage_error(format!(
+                "driver domain name {dd:?} clashes with a guest"
+            )));
+        }
+        s.push_str(&format!(
+            "\n[[guest]]\nname = \"{name}\"\n\n[[guest.vif]]\nbackend = \"{dd}\"\n\
+             mac = \"00:16:3e:00:{:02x}:{:02x}\"\nip = [\"198.51.100.{}/24\"]\n",
+            i >> 8,
+            i & 0xff,
+            10 + i
+        ));
+    }
+    Ok(s)
+}
+
+/// The host file `lab up` applies, and its name for messages.
+fn load_topology(
+    file: Option<PathBuf>,
+    guests: Option<u16>,
+    dd: Option<String>,
+) -> anyhow::Result<(Topology, String)> {
+    let opts = LoadOptions::new(false);
+    let (loaded, label) = match &file {
+        Some(path) => match topology::load(path, &opts) {
+            Ok(l) => (l, path.display().to_string()),
+            Err(topology::Error::HostFile {
+                source_text,
+                diagnostics,
+                ..
+            }) => {
+                #[allow(clippy::print_stderr)] // the diagnostics, with carets
+                {
+                    eprintln!(
+                        "{}",
+                        xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
+                    );
+                }
+                let n = diagnostics.iter().filter(|d| d.is_error()).count();
+                return Err(usage_error(format!(
+                    "{}: {n} error(s) in the host file; nothing was changed",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("load {}", path.display())));
+            }
+        },
+        None => {
+            let text = seed(dd.as_deref(), guests)?;
+            match topology::parse_str(&text, "<seed>", None, &opts) {
+                Ok(l) => (l, "the seed scenario".to_string()),
+                Err(d) => {
+                    return Err(anyhow::anyhow!(
+                        "internal: the seed host file does not parse:\n{}",
+                        xlcfg::render_all(&d, Some(text.as_bytes()))
+                    ));
+                }
+            }
+        }
+    };
+    #[allow(clippy::print_stderr)] // warnings about the user's file
+    for w in &loaded.warnings {
+        eprintln!("{}", w.render(Some(loaded.source.as_bytes())));
+    }
+    Ok((loaded.topology, label))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Foreground,
+    Detach,
+    Once,
+}
+
+/// Ctrl-C and SIGTERM listeners, installed before the lab is built so a
+/// signal that arrives during set-up is seen and the lab torn down.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+struct Up {
+    name: String,
+    mode: Mode,
+    json: bool,
+    topo: Topology,
+    file: String,
+    cfg_bins: lab::Bins,
+    agent_args: Vec<String>,
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+fn print_action(r: &ActionResult) {
+    let mark = if r.ok { "ok  " } else { "FAIL" };
+    println!(
+        "{mark}  {:<40} {:>6} ms  {}",
+        describe(&r.action),
+        r.millis,
+        r.detail
+    );
+}
+
+/// One line naming an action.
+fn describe(a: &topology::Action) -> String {
+    use topology::ActionKind as K;
+    match &a.kind {
+        K::AssignNic { bdf } => format!("assign NIC {bdf}"),
+        K::ReleaseNic { bdf } => format!("release NIC {bdf}"),
+        K::WriteConfig { domain } => format!("write config of {domain}"),
+        K::CreateDomain { domain } => format!("create {domain}"),
+        K::DestroyDomain { domain } => format!("destroy {domain}"),
+        K::ConfigureBridges { domain } => format!("configure bridges of {domain}"),
+        K::GrantNameRead { guest, backend } => format!("let {backend} read {guest}'s name"),
+        K::AttachVif { guest, devid } => format!("attach vif {guest}/{devid}"),
+        K::DetachVif { guest, devid } => format!("detach vif {guest}/{devid}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+fn print_check(c: &Check) {
+    let mark = match c.status {
+        CheckStatus::Pass => "PASS",
+        CheckStatus::Fail => "FAIL",
+    };
+    println!("{mark}  {:<18} {:<28} {}", c.check, c.target, c.detail);
+}
+
+impl Up {
+    #[allow(clippy::print_stdout)] // the command's report
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        let mut stop = match self.mode {
+            Mode::Foreground => Some(StopSignals::install()?),
+            Mode::Detach | Mode::Once => None,
+        };
+        let root = lab::run_root();
+        let name = self.name.clone();
+        if lab::exists(&root, &name) {
+            return Err(usage_error(format!(
+                "lab {name:?} already exists; remove it with `drvdom lab down --lab {name}`"
+            )));
+        }
+        let started = std::time::Instant::now();
+        let cfg = StartConfig {
+            name: name.clone(),
+            run_root: root.clone(),
+            bins: self.cfg_bins.clone(),
+            agent_args: self.agent_args.clone(),
+        };
+        if !self.json {
+            println!(
+                "lab {name}: starting the simulated host, then applying {}",
+                self.file
+            );
+        }
+        let host = match SimHost::start(&cfg).await {
+            Ok(h) => h,
+            Err(e) => {
+                if self.mode != Mode::Detach {
+                    let _ = lab::down(&root, &name).await;
+                }
+                return Err(anyhow::Error::new(e).context(format!("start lab {name}")));
+            }
+        };
+        let outcome = self.apply_and_verify(&host).await;
+        let (results, checks, ok) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                if self.mode != Mode::Detach {
+                    host.reap();
+                    let _ = lab::down(&root, &name).await;
+                }
+                return Err(e.context(format!("lab {name} up")));
+            }
+        };
+        let elapsed = started.elapsed();
+        if self.json {
+            let passed = checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Pass)
+                .count();
+            let out = serde_json::json!({
+                "lab": name,
+                "ok": ok,
+                "millis": elapsed.as_millis(),
+                "topology": self.file,
+                "actions": results,
+                "checks": checks,
+                "passed": passed,
+                "failed": checks.len() - passed,
+            });
+            println!("{out}");
+        } else {
+            let failed = checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Fail)
+                .count();
+            let verdict = if ok {
+                format!("all {} checks PASS", checks.len())
+            } else if failed > 0 {
+                format!("{failed} of {} checks FAILED", checks.len())
+            } else {
+                "apply FAILED".to_string()
+            };
+            println!("lab {name}: {verdict} in {:.2} s", elapsed.as_secs_f64());
+        }
+        match self.mode {
+            Mode::Detach => {
+                if !self.json {
+                    println!(
+                        "lab {name} left running; `drvdom lab status --lab {name}`, \
+                         `drvdom lab exec DOMAIN --lab {name} -- CMD`, `drvdom lab down --lab {name}`"
+                    );
+                }
+            }
+            Mode::Once => {
+                host.reap();
+                lab::down(&root, &name).await.context("tear the lab down")?;
+            }
+            Mode::Foreground => {
+                if !self.json {
+                    println!("lab {name} is up; Ctrl-C or SIGTERM tears it down");
+                }
+                if let Some(stop) = stop.as_mut() {
+                    stop.wait().await;
+                }
+                host.reap();
+                lab::down(&root, &name).await.context("tear the lab down")?;
+                host.reap();
+            }
+        }
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    /// `plan` + `apply` + `verify`; (actions, checks, all ok).
+    #[allow(clippy::print_stdout)] // the command's report
+    async fn apply_and_verify(
+        &self,
+        host: &SimHost,
+    ) -> anyhow::Result<(Vec<ActionResult>, Vec<Check>, bool)> {
+        let planned = topology::plan::plan(host, &self.topo)
+            .await
+            .context("plan")?;
+        let json = self.json;
+        if !json {
+            println!("apply: {} action(s)", planned.actions.len());
+        }
+        let mut progress = |p: Progress<'_>| {
+            if let Progress::Finished { result, .. } = p {
+                if !json {
+                    print_action(result);
+                }
+            }
+            ControlFlow::Continue(())
+        };
+        let report =
+            topology::apply::apply(host, &self.topo, &planned.actions, &mut progress).await;
+        if !report.completed {
+            return Ok((report.results, Vec::new(), false));
+        }
+        if !json {
+            println!("verify:");
+        }
+        let mut on_check = |c: &Check| {
+            if !json {
+                print_check(c);
+            }
+        };
+        let v = topology::verify::verify(host, &self.topo, &mut on_check)
+            .await
+            .context("verify")?;
+        if !json {
+            for n in &v.notes {
+                println!("note  {n}");
+            }
+        }
+        let ok = v.ok();
+        Ok((report.results, v.checks, ok))
+    }
+}
+
+async fn open(name: &str) -> anyhow::Result<SimHost> {
+    let root = lab::run_root();
+    if !lab::exists(&root, name) {
+        return Err(usage_error(format!("no lab {name:?} is running")));
+    }
+    SimHost::open(name, &root)
+        .await
+        .with_context(|| format!("open lab {name}"))
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+async fn status(name: String, json: bool) -> anyhow::Result<ExitCode> {
+    let host = open(&name).await?;
+    let st = lab::status(&host).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("lab {}", st.name);
+    println!("├─ processes");
+    for (i, p) in st.processes.iter().enumerate() {
+        let branch = if i + 1 == st.processes.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        let life = if p.alive { "running" } else { "DEAD" };
+        println!(
+            "│  {branch} {:<22} pid {:<8} {life}",
+            p.process.role, p.process.pid
+        );
+    }
+    println!("├─ NICs");
+    for (i, n) in st.nics.iter().enumerate() {
+        let branch = if i + 1 == st.nics.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        let place = match &n.place {
+            lab::NicPlace::Dom0 => "in dom0".to_string(),
+            lab::NicPlace::Pciback => "pciback".to_string(),
+            lab::NicPlace::Domain(d) => format!("passed through to {d}"),
+        };
+        println!("│  {branch} {} {} ({place})", n.bdf, n.ifname);
+    }
+    for (di, d) in st.domains.iter().enumerate() {
+        let last = di + 1 == st.domains.len();
+        let (branch, cont) = if last {
+            ("└─", "   ")
+        } else {
+            ("├─", "│  ")
+        };
+        let intro = if d.introduced {
+            ""
+        } else {
+            " (not introduced)"
+        };
+        println!(
+            "{branch} {} (domid {}, {:?}, netns {}){intro}",
+            d.domain.name, d.domain.domid, d.domain.role, d.domain.netns
+        );
+        let mut items: Vec<String> = Vec::new();
+        for v in &d.vifs {
+            items.push(format!(
+                "vif {} -> backend dom {}: frontend {}, backend {}, hotplug {}, mac {}, bridge {}",
+                v.devid,
+                v.backend
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                v.frontend_state.as_deref().unwrap_or("-"),
+                v.backend_state.as_deref().unwrap_or("-"),
+                v.hotplug_status.as_deref().unwrap_or("-"),
+                v.mac.as_deref().unwrap_or("-"),
+                v.bridge.as_deref().unwrap_or("-"),
+            ));
+        }
+        for l in &d.links {
+            let master = l
+                .master
+                .as_deref()
+                .map(|m| format!(" master {m}"))
+                .unwrap_or_default();
+            let kind = l.kind.as_deref().unwrap_or("link");
+            let up = if l.up { "up" } else { "down" };
+            items.push(format!("link {} ({kind}, {up}){master}", l.name));
+        }
+        for (i, it) in items.iter().enumerate() {
+            let b = if i + 1 == items.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            println!("{cont}{b} {it}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab exec`: replace this process with the command, inside the domain.
+fn exec(name: String, domain: &str, argv: &[OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let root = lab::run_root();
+    if !lab::exists(&root, &name) {
+        return Err(usage_error(format!("no lab {name:?} is running")));
+    }
+    let st = lab::load(&root, &name)?;
+    let mut cmd = lab::exec_command(&st, domain, argv).map_err(|e| usage_error(e.to_string()))?;
+    let err = cmd.exec();
+    Err(anyhow::Error::new(err).context(format!(
+        "run {} in {domain}",
+        argv.first()
+            .map(|a| a.to_string_lossy())
+            .unwrap_or_default()
+    )))
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+async fn restart(role: String, name: String) -> anyhow::Result<ExitCode> {
+    let host = open(&name).await?;
+    let (role, pid) = host
+        .restart(&role)
+        .await
+        .map_err(|e| usage_error(format!("restart {role} of lab {name}: {e}")))?;
+    println!("lab {name}: {role} restarted, pid {pid}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+async fn down(name: String, json: bool) -> anyhow::Result<ExitCode> {
+    let rep = lab::down(&lab::run_root(), &name)
+        .await
+        .with_context(|| format!("lab {name} down"))?;
+    if json {
+        println!("{}", serde_json::to_string(&rep)?);
+    } else {
+        println!(
+            "lab {name} down: {} process(es) stopped, {} namespace(s) removed{}",
+            rep.processes.len(),
+            rep.namespaces.len(),
+            if rep.dir_removed {
+                ", state removed"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_parses_and_matches_its_generator() {
+        let opts = LoadOptions::new(false);
+        let t = topology::parse_str(SEED, "seed", None, &opts)
+            .unwrap()
+            .topology;
+        assert_eq!(t.driver_domains.len(), 1);
+        assert_eq!(t.driver_domains[0].name, "netdd");
+        assert_eq!(t.guests.len(), 2);
+        // The generator makes the same host (modulo comments).
+        let g = seed(Some("netdd"), Some(2)).unwrap();
+        let tg = topology::parse_str(&g, "gen", None, &opts)
+            .unwrap()
+            .topology;
+        assert_eq!(tg.driver_domains, t.driver_domains);
+        assert_eq!(tg.guests, t.guests);
+        let big = seed(Some("dd1"), Some(200)).unwrap();
+        let tb = topology::parse_str(&big, "big", None, &opts)
+            .unwrap()
+            .topology;
+        assert_eq!(tb.guests.len(), 200);
+        assert!(seed(Some("guest1"), Some(2)).is_err());
+    }
+}
