@@ -247,9 +247,13 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
     }
     // The filter goes in while the link is still down (or, on a replay,
     // replaces the old one atomically): no frame passes unfiltered.
+    let mut relaxed = false;
     match &spec {
         Some(s) => changed |= ops.install_filter(s).await?,
-        None => changed |= ops.remove_filter(&link.name).await?,
+        None => {
+            relaxed = ops.remove_filter(&link.name).await?;
+            changed |= relaxed;
+        }
     }
     if let Some(gw) = match &req.mode {
         VifMode::Route { gateway } => Some(gateway.as_deref()),
@@ -285,6 +289,18 @@ pub async fn vif_online<O: LinkOps>(ops: &O, req: &VifOnline) -> Result<VifConne
         debug!(%change, "configuring vif");
         ops.set_link(&link, &change).await?;
         changed = true;
+    }
+    if relaxed && !req.l2 && link.master == Some(bridge.index) {
+        // Hygiene was just relaxed on a port that had it: learn again,
+        // unlock (the pinned MAC entry goes with the next detach).
+        ops.set_port(
+            &link,
+            PortSettings {
+                learning: true,
+                locked: false,
+            },
+        )
+        .await?;
     }
     if req.l2 {
         let now = ops

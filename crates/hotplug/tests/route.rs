@@ -27,7 +27,9 @@ impl Ns {
     }
     fn ping(&self, args: &str) -> bool {
         Command::new("ip")
-            .args(["netns", "exec", &self.0, "ping", "-c", "1", "-W", "3"])
+            .args([
+                "netns", "exec", &self.0, "ping", "-c", "3", "-i", "0.2", "-W", "3",
+            ])
             .args(args.split_whitespace())
             .stdout(Stdio::null())
             .status()
@@ -97,7 +99,15 @@ fn routed_vif_gets_address_proxy_arp_forwarding_host_routes_and_the_filter() {
         // Traffic is routed both ways; the replay changes nothing.
         assert!(
             out.ping("198.51.100.16"),
-            "outside cannot reach the routed guest"
+            "outside cannot reach the routed guest: {:?}\n{}",
+            hp.filter_status("vif9.0").await,
+            String::from_utf8_lossy(
+                &Command::new("nft")
+                    .args(["list", "table", "netdev", "drvdom-vif9.0"])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
         );
         assert!(!hp.vif_online(&req).await.unwrap().changed);
 

@@ -56,6 +56,7 @@ const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 /// access port, never a trunk.
 const VLAN_TYPES: [[u8; 2]; 3] = [[0x81, 0x00], [0x88, 0xa8], [0x91, 0x00]];
 const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 /// ICMPv6 router advertisement and redirect (RFC 4861 §4.2, §4.5).
@@ -136,14 +137,33 @@ fn matches_addr(base: Base, offset: u32, a: &Allowed) -> Vec<Expr> {
     v
 }
 
-/// The rules of one vif's table, in order.
+/// The rules of one vif's table, in order. The common case leaves early:
+/// a frame is dispatched on its ethertype right after the two Ethernet
+/// checks, and a TCP segment from an allowed IPv4 source is accepted
+/// before the ICMP/UDP checks that cannot concern it.
 pub(crate) fn rules(spec: &FilterSpec) -> Vec<Rule> {
     let mut out = Vec::new();
     let mut push = |chain: &'static str, exprs: Vec<Expr>| out.push(Rule { chain, exprs });
     let mac = spec.mac.0.to_vec();
     let allowed = spec.allowed();
     let ip = spec.ip.is_some();
+    let accept = Expr::Verdict(Verdict::Accept);
+    let v4: Vec<&Allowed> = allowed.iter().filter(|a| a.addr.is_ipv4()).collect();
+    let v6: Vec<&Allowed> = allowed.iter().filter(|a| a.addr.is_ipv6()).collect();
+    let l4_port = |proto: u8, port: u16, reason: DropReason| {
+        let mut r = l4(proto).to_vec();
+        r.extend([payload(Base::Transport, 0, 2), eq(&port.to_be_bytes())]);
+        r.extend(drop(reason));
+        r
+    };
+    let icmp_type = |proto: u8, ty: u8| {
+        let mut r = l4(proto).to_vec();
+        r.extend([payload(Base::Transport, 0, 1), eq(&[ty])]);
+        r.extend(drop(DropReason::RouterAdvert));
+        r
+    };
 
+    // ingress: Ethernet source, link-local groups, then by ethertype.
     if spec.l2 || ip {
         let mut r = vec![
             payload(Base::Link, 6, 6),
@@ -160,82 +180,78 @@ pub(crate) fn rules(spec: &FilterSpec) -> Vec<Rule> {
         ];
         r.extend(drop(DropReason::L2Control));
         push("ingress", r);
+    }
+    let mut dispatch = vec![(ETH_P_IP, "ip4"), (ETH_P_IPV6, "ip6")];
+    if ip {
+        dispatch.push((ETH_P_ARP, "arp"));
+    }
+    if spec.l2 || ip {
+        for (t, chain) in &dispatch {
+            push(
+                "ingress",
+                vec![ether_type(), eq(t), Expr::Verdict(Verdict::Jump(chain))],
+            );
+        }
+    }
+    if spec.l2 {
         for t in VLAN_TYPES {
             let mut r = vec![ether_type(), eq(&t)];
             r.extend(drop(DropReason::L2Control));
             push("ingress", r);
         }
-        for (proto, ty) in [
-            (IPPROTO_ICMPV6, ND_ROUTER_ADVERT),
-            (IPPROTO_ICMPV6, ND_REDIRECT),
-            (IPPROTO_ICMP, ICMP_REDIRECT),
-        ] {
-            let mut r = l4(proto).to_vec();
-            r.extend([payload(Base::Transport, 0, 1), eq(&[ty])]);
-            r.extend(drop(DropReason::RouterAdvert));
-            push("ingress", r);
+    }
+    if ip {
+        push("ingress", drop(DropReason::Spoof).to_vec());
+    }
+
+    // ip4: TCP from an allowed source first; ICMP redirects and DHCP
+    // server replies; then the allowed sources, a DHCP client without an
+    // address, and nothing else.
+    if ip && spec.l2 {
+        for a in &v4 {
+            let mut r = l4(IPPROTO_TCP).to_vec();
+            r.extend(matches_addr(Base::Network, 12, a));
+            r.push(accept.clone());
+            push("ip4", r);
         }
-        for port in [DHCP_SERVER_PORT, DHCPV6_SERVER_PORT] {
-            let mut r = l4(IPPROTO_UDP).to_vec();
-            r.extend([payload(Base::Transport, 0, 2), eq(&port.to_be_bytes())]);
-            r.extend(drop(DropReason::DhcpServer));
-            push("ingress", r);
+    }
+    if spec.l2 {
+        push("ip4", icmp_type(IPPROTO_ICMP, ICMP_REDIRECT));
+        push(
+            "ip4",
+            l4_port(IPPROTO_UDP, DHCP_SERVER_PORT, DropReason::DhcpServer),
+        );
+    }
+    if ip {
+        for a in &v4 {
+            let mut r = matches_addr(Base::Network, 12, a);
+            r.push(accept.clone());
+            push("ip4", r);
         }
+        let mut r = vec![payload(Base::Network, 12, 4), eq(&[0; 4])];
+        r.extend(l4(IPPROTO_UDP));
+        let mut ports = DHCP_CLIENT_PORT.to_be_bytes().to_vec();
+        ports.extend(DHCP_SERVER_PORT.to_be_bytes());
+        r.extend([payload(Base::Transport, 0, 4), eq(&ports), accept.clone()]);
+        push("ip4", r);
+        push("ip4", drop(DropReason::Spoof).to_vec());
+    }
+
+    // ip6: router advertisements, redirects and DHCPv6 server messages;
+    // then neighbour advertisements only for our own addresses, and the
+    // source: the MAC's link-local address, an allowed one, or :: for the
+    // messages a host sends before it has an address (RFC 4862 DAD, RFC 3810).
+    if spec.l2 {
+        push("ip6", icmp_type(IPPROTO_ICMPV6, ND_ROUTER_ADVERT));
+        push("ip6", icmp_type(IPPROTO_ICMPV6, ND_REDIRECT));
+        push(
+            "ip6",
+            l4_port(IPPROTO_UDP, DHCPV6_SERVER_PORT, DropReason::DhcpServer),
+        );
     }
     if !ip {
         return out;
     }
-    for (t, chain) in [(ETH_P_IP, "ip4"), (ETH_P_ARP, "arp"), (ETH_P_IPV6, "ip6")] {
-        push(
-            "ingress",
-            vec![ether_type(), eq(&t), Expr::Verdict(Verdict::Jump(chain))],
-        );
-    }
-    push("ingress", drop(DropReason::Spoof).to_vec());
-
-    let accept = Expr::Verdict(Verdict::Accept);
-    let v4: Vec<&Allowed> = allowed.iter().filter(|a| a.addr.is_ipv4()).collect();
-    let v6: Vec<&Allowed> = allowed.iter().filter(|a| a.addr.is_ipv6()).collect();
-
-    // IPv4: source among the allowed, or a DHCP client without an address.
-    for a in &v4 {
-        let mut r = matches_addr(Base::Network, 12, a);
-        r.push(accept.clone());
-        push("ip4", r);
-    }
-    let mut r = vec![payload(Base::Network, 12, 4), eq(&[0; 4])];
-    r.extend(l4(IPPROTO_UDP));
-    let mut ports = DHCP_CLIENT_PORT.to_be_bytes().to_vec();
-    ports.extend(DHCP_SERVER_PORT.to_be_bytes());
-    r.extend([payload(Base::Transport, 0, 4), eq(&ports), accept.clone()]);
-    push("ip4", r);
-    push("ip4", drop(DropReason::Spoof).to_vec());
-
-    // ARP: Ethernet/IPv4 only, our MAC as sender, an allowed sender address
-    // or 0.0.0.0 (RFC 5227 probes).
-    let mut r = vec![
-        payload(Base::Network, 0, 6),
-        Expr::Cmp(CmpOp::Neq, ARP_ETH_IPV4.to_vec()),
-    ];
-    r.extend(drop(DropReason::Spoof));
-    push("arp", r);
-    let mut r = vec![payload(Base::Network, 8, 6), Expr::Cmp(CmpOp::Neq, mac)];
-    r.extend(drop(DropReason::Spoof));
-    push("arp", r);
-    for a in &v4 {
-        let mut r = matches_addr(Base::Network, 14, a);
-        r.push(accept.clone());
-        push("arp", r);
-    }
-    push(
-        "arp",
-        vec![payload(Base::Network, 14, 4), eq(&[0; 4]), accept.clone()],
-    );
-    push("arp", drop(DropReason::Spoof).to_vec());
-
-    // IPv6: neighbour advertisements only for our own addresses, then the
-    // source: the MAC's link-local address, an allowed one, or :: for the
-    // messages a host sends before it has an address (RFC 4862 DAD, RFC 3810).
     let ll = Allowed {
         addr: IpAddr::V6(spec.mac.to_link_local()),
         prefix: 128,
@@ -266,29 +282,63 @@ pub(crate) fn rules(spec: &FilterSpec) -> Vec<Rule> {
         push("na", r);
     }
     push("na", drop(DropReason::Spoof).to_vec());
+
+    // ARP: Ethernet/IPv4 only, our MAC as sender, an allowed sender address
+    // or 0.0.0.0 (RFC 5227 probes).
+    let mut r = vec![
+        payload(Base::Network, 0, 6),
+        Expr::Cmp(CmpOp::Neq, ARP_ETH_IPV4.to_vec()),
+    ];
+    r.extend(drop(DropReason::Spoof));
+    push("arp", r);
+    let mut r = vec![payload(Base::Network, 8, 6), Expr::Cmp(CmpOp::Neq, mac)];
+    r.extend(drop(DropReason::Spoof));
+    push("arp", r);
+    for a in &v4 {
+        let mut r = matches_addr(Base::Network, 14, a);
+        r.push(accept.clone());
+        push("arp", r);
+    }
+    push(
+        "arp",
+        vec![payload(Base::Network, 14, 4), eq(&[0; 4]), accept.clone()],
+    );
+    push("arp", drop(DropReason::Spoof).to_vec());
     out
 }
 
-/// Sequence numbers for one batch.
+/// The regular chains `spec` needs, in creation order.
+pub(crate) fn chains(spec: &FilterSpec) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if spec.l2 || spec.ip.is_some() {
+        v.extend(["ip4", "ip6"]);
+    }
+    if spec.ip.is_some() {
+        v.extend(["arp", "na"]);
+    }
+    v
+}
+
+/// One nfnetlink batch under construction.
 #[derive(Debug)]
 pub(crate) struct Batch {
     seq: u32,
+    first: u32,
     msgs: Vec<Vec<u8>>,
-    /// Sequence numbers that will be acknowledged.
-    pub acks: Vec<u32>,
 }
 
 impl Batch {
     pub(crate) fn new(seq: u32) -> Batch {
         let mut b = Batch {
             seq,
+            first: 0,
             msgs: Vec::new(),
-            acks: Vec::new(),
         };
+        b.first = b.next();
         let m = MsgBuf::new(
             NFNL_MSG_BATCH_BEGIN,
             NLM_F_REQUEST,
-            b.next(),
+            b.first,
             0,
             NFNL_SUBSYS_NFTABLES,
         );
@@ -301,11 +351,10 @@ impl Batch {
         self.seq
     }
 
-    /// Start an nf_tables message that will be acknowledged.
+    /// Start an nf_tables message.
     fn msg(&mut self, msg: Msg, flags: u16) -> MsgBuf {
         let seq = self.next();
-        self.acks.push(seq);
-        MsgBuf::nft(msg, flags | NLM_F_ACK, seq, NFPROTO_NETDEV)
+        MsgBuf::nft(msg, flags, seq, NFPROTO_NETDEV)
     }
 
     fn push(&mut self, m: MsgBuf) {
@@ -339,12 +388,10 @@ impl Batch {
             m.begin(obj::DATA).end();
             self.push(m);
         }
-        if spec.ip.is_some() {
-            for c in ["ip4", "arp", "ip6", "na"] {
-                let mut m = self.msg(Msg::NewChain, NLM_F_CREATE);
-                m.str(chain::TABLE, &name).str(chain::NAME, c);
-                self.push(m);
-            }
+        for c in chains(spec) {
+            let mut m = self.msg(Msg::NewChain, NLM_F_CREATE);
+            m.str(chain::TABLE, &name).str(chain::NAME, c);
+            self.push(m);
         }
         let mut m = self.msg(Msg::NewChain, NLM_F_CREATE);
         m.str(chain::TABLE, &name).str(chain::NAME, "ingress");
@@ -368,8 +415,18 @@ impl Batch {
         }
     }
 
-    /// Close the batch; returns the datagram.
-    pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<u32>) {
+    /// Close the batch. Only its last message asks for an acknowledgement:
+    /// the kernel reports an error for every failing message, in order,
+    /// before that last acknowledgement (and aborts the whole batch), so
+    /// the acknowledgement arriving with no error before it means success.
+    /// Returns the datagram, the BEGIN sequence number and the one
+    /// acknowledged.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32) {
+        let last = self.seq;
+        if let Some(m) = self.msgs.last_mut().filter(|_| last != self.first) {
+            let flags = u16::from_ne_bytes([m[6], m[7]]) | NLM_F_ACK;
+            m[6..8].copy_from_slice(&flags.to_ne_bytes());
+        }
         let seq = self.next();
         let m = MsgBuf::new(
             NFNL_MSG_BATCH_END,
@@ -379,7 +436,7 @@ impl Batch {
             NFNL_SUBSYS_NFTABLES,
         );
         self.msgs.push(m.finish());
-        (self.msgs.concat(), self.acks)
+        (self.msgs.concat(), self.first, last)
     }
 }
 
@@ -400,15 +457,25 @@ mod tests {
 
     #[test]
     fn l2_only_has_no_address_chains() {
-        let r = rules(&spec(None));
-        assert!(r.iter().all(|r| r.chain == "ingress"));
-        assert_eq!(r.len(), 1 + 1 + 3 + 3 + 2);
+        let s = spec(None);
+        let r = rules(&s);
+        assert_eq!(chains(&s), ["ip4", "ip6"]);
+        let count = |c: &str| r.iter().filter(|r| r.chain == c).count();
+        // mac, link-local group, 2 jumps, 3 VLAN types.
+        assert_eq!(count("ingress"), 7);
+        assert_eq!(count("ip4"), 2);
+        assert_eq!(count("ip6"), 3);
+        assert!(
+            r.iter()
+                .all(|r| ["ingress", "ip4", "ip6"].contains(&r.chain))
+        );
     }
 
     #[test]
     fn host_entries_compare_exactly_and_ranges_are_masked() {
         let r = rules(&spec(Some("192.0.2.10/24 10.1.0.0/16 2001:db8::5/64")));
-        let ip4: Vec<&Rule> = r.iter().filter(|r| r.chain == "ip4").collect();
+        // Skip the TCP fast path (2 rules) and the two hygiene rules.
+        let ip4: Vec<&Rule> = r.iter().filter(|r| r.chain == "ip4").skip(4).collect();
         // Sorted: 10.1.0.0/16 first. 192.0.2.10/24 is a host address:
         // exact compare, no mask.
         assert_eq!(
@@ -423,12 +490,12 @@ mod tests {
         assert_eq!(ip4[0].exprs[1], Expr::Mask(vec![255, 255, 0, 0]));
         assert_eq!(ip4[0].exprs[2], eq(&[10, 1, 0, 0]));
         let ip6: Vec<&Rule> = r.iter().filter(|r| r.chain == "ip6").collect();
-        // NA jump, link-local, 2001:db8::5, 3 x "::", drop.
-        assert_eq!(ip6.len(), 1 + 1 + 1 + 3 + 1);
+        // RA, redirect, DHCPv6; NA jump, link-local, 2001:db8::5, 3 x "::", drop.
+        assert_eq!(ip6.len(), 3 + 1 + 1 + 1 + 3 + 1);
         let ll = "fe80::216:3eff:fe00:5"
             .parse::<std::net::Ipv6Addr>()
             .unwrap();
-        assert_eq!(ip6[1].exprs[1], eq(&ll.octets()));
+        assert_eq!(ip6[4].exprs[1], eq(&ll.octets()));
     }
 
     #[test]
@@ -436,12 +503,20 @@ mod tests {
         let mut b = Batch::new(100);
         b.delete_table("drvdom-vif5.0");
         b.create_filter(&spec(Some("192.0.2.10")));
-        let (bytes, acks) = b.finish();
+        let (bytes, first, acked) = b.finish();
         let msgs: Vec<_> = messages(&bytes).collect();
         assert_eq!(msgs.first().unwrap().ty, NFNL_MSG_BATCH_BEGIN);
         assert_eq!(msgs.last().unwrap().ty, NFNL_MSG_BATCH_END);
-        assert_eq!(acks.len(), msgs.len() - 2);
+        assert_eq!(msgs[0].seq, first);
         let seqs: Vec<u32> = msgs.iter().map(|m| m.seq).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        // Only the last nf_tables message asks for an acknowledgement.
+        let with_ack: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.flags & NLM_F_ACK != 0)
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(with_ack, [acked]);
+        assert_eq!(acked, msgs[msgs.len() - 2].seq);
     }
 }

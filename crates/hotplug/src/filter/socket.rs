@@ -123,30 +123,24 @@ impl Conn {
         }
     }
 
-    /// Send a batch and wait for every acknowledgement; the first error
-    /// fails the whole (atomic) batch.
-    fn batch(&self, what: &str, bytes: &[u8], acks: &[u32]) -> Result<()> {
+    /// Send a batch (BEGIN = `first`, acknowledged message = `last`) and
+    /// wait for its acknowledgement; an error for any of its messages (or
+    /// for the batch as a whole) fails it, and the kernel has rolled it back.
+    fn batch(&self, what: &str, bytes: &[u8], first: u32, last: u32) -> Result<()> {
         self.send(what, bytes)?;
-        let mut pending: std::collections::HashSet<u32> = acks.iter().copied().collect();
-        while !pending.is_empty() {
+        loop {
             let data = self.recv(what)?;
             for m in messages(&data) {
-                // Errors for the batch as a whole carry the BEGIN message's
-                // sequence number, just before the first acknowledged one.
-                let ours = pending.contains(&m.seq)
-                    || acks.first().is_some_and(|f| m.seq.wrapping_add(1) == *f);
+                let ours = m.seq.wrapping_sub(first) <= last.wrapping_sub(first);
                 match m.error_code() {
-                    Some(0) => {
-                        pending.remove(&m.seq);
-                    }
-                    Some(errno) if ours => {
+                    Some(0) if m.seq == last => return Ok(()),
+                    Some(errno) if errno != 0 && ours => {
                         return Err(nft_err(what, std::io::Error::from_raw_os_error(errno)));
                     }
                     Some(_) | None => {}
                 }
             }
         }
-        Ok(())
     }
 
     /// One GET (sequence number `seq`): `Ok(None)` on ENOENT.
@@ -242,8 +236,8 @@ fn install_on(c: &Conn, what: &str, spec: &FilterSpec) -> Result<bool> {
         b.delete_table(&table_name(&spec.ifname));
     }
     b.create_filter(spec);
-    let (bytes, acks) = b.finish();
-    c.batch(what, &bytes, &acks)?;
+    let (bytes, first, last) = b.finish();
+    c.batch(what, &bytes, first, last)?;
     Ok(true)
 }
 
@@ -255,8 +249,8 @@ pub(crate) fn remove(nft: &Nft, ifname: &str) -> Result<bool> {
         if existed {
             let mut b = Batch::new(next_seq(16));
             b.delete_table(&table_name(ifname));
-            let (bytes, acks) = b.finish();
-            c.batch(&what, &bytes, &acks)?;
+            let (bytes, first, last) = b.finish();
+            c.batch(&what, &bytes, first, last)?;
         }
         Ok(existed)
     })
