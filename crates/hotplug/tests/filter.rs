@@ -24,6 +24,12 @@ const ROUTER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 const BCAST: [u8; 6] = [0xff; 6];
 const ATTACK: &[u8] = b"DRVDOM-ATTACK";
 const SENTINEL: &[u8] = b"DRVDOM-SENTINEL";
+/// Random source MACs per flood.
+const FLOOD: u32 = 400;
+
+/// The tests of this file flood the host's shared receive backlog: one at
+/// a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -123,7 +129,9 @@ async fn world(filtered: bool) -> World {
             &out.0,
             "ping",
             "-c",
-            "1",
+            "5",
+            "-i",
+            "0.2",
             "-W",
             "5",
             "192.0.2.12",
@@ -131,7 +139,21 @@ async fn world(filtered: bool) -> World {
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(ok.success(), "outside cannot ping g2 before the attack");
+    if !ok.success() {
+        let st1 = hp.filter_status("vif1.0").await;
+        let st2 = hp.filter_status("vif2.0").await;
+        panic!(
+            "outside cannot ping g2 before the attack: {st1:?} {st2:?}\n{}\n{}",
+            ip("-d link show"),
+            String::from_utf8_lossy(
+                &Command::new("bridge")
+                    .args(["fdb", "show"])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+        );
+    }
     World { hp, g1, g2, out }
 }
 
@@ -156,8 +178,11 @@ fn attack_frames() -> (Vec<Vec<u8>>, DropCounters) {
         &udp_out("192.0.2.1"),
     ));
     c.mac += 2;
-    // A flood of random source MACs (locally administered unicast).
-    for i in 0..1000u32 {
+    // A flood of random source MACs (locally administered unicast); kept
+    // under the kernel's per-CPU receive backlog (netdev_max_backlog,
+    // 1000), shared by every namespace: a bigger burst loses frames before
+    // any filter sees them, the probe's included.
+    for i in 0..FLOOD {
         let b = i.to_be_bytes();
         let src = [0x02, 0xaa, b[0], b[1], b[2], b[3]];
         f.push(packet::eth(
@@ -173,7 +198,9 @@ fn attack_frames() -> (Vec<Vec<u8>>, DropCounters) {
     let mut tagged = vec![0x00, 0x05, 0x08, 0x00];
     tagged.extend(udp_out("192.0.2.11"));
     f.push(packet::eth(BCAST, G1_MAC, packet::ETH_P_8021Q, &tagged));
-    c.l2ctl += 2;
+    // With an allow-list a VLAN tag is just another ethertype: `spoof`.
+    c.l2ctl += 1;
+    c.spoof += 1;
     // Router advertisement from the guest's own link-local address.
     f.push(packet::eth(
         [0x33, 0x33, 0, 0, 0, 1],
@@ -349,6 +376,7 @@ async fn run_attack(w: &World, frames: Vec<Vec<u8>>) -> (usize, usize, (u32, u32
 #[test]
 fn hostile_guest_is_contained_and_others_keep_working() {
     testutil::require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     testutil::require_cmd!("ip");
     testutil::require_cmd!("ping");
     testutil::require_cmd!("nft");
@@ -494,6 +522,7 @@ fn hostile_guest_is_contained_and_others_keep_working() {
 fn without_the_filter_the_same_attacks_get_through() {
     // The negative control: proves the harness sees what it checks for.
     testutil::require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     testutil::require_cmd!("ip");
     testutil::require_cmd!("ping");
     in_netns(|| async {
@@ -501,14 +530,14 @@ fn without_the_filter_the_same_attacks_get_through() {
         let before = fdb(&w.hp).await;
         let (frames, _) = attack_frames();
         let (out_hits, _, _) = run_attack(&w, frames).await;
-        // Some of the burst may be lost to queue limits; most gets through.
+        // Unfiltered, (nearly) the whole flood gets through and is learned.
         assert!(
-            out_hits > 500,
+            out_hits > FLOOD as usize * 3 / 4,
             "only {out_hits} attack frames reached the outside"
         );
         let after = fdb(&w.hp).await;
         assert!(
-            after.len() > before.len() + 900,
+            after.len() > before.len() + FLOOD as usize * 3 / 4,
             "fdb did not grow: {}",
             after.len()
         );

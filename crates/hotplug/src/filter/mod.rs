@@ -178,7 +178,8 @@ impl fmt::Display for FilterMode {
 pub enum DropReason {
     /// Ethernet source is not the guest's MAC.
     Mac,
-    /// IEEE link-local control frame (STP, LLDP, pause…) or a VLAN tag.
+    /// IEEE link-local control frame (STP, LLDP, pause…), or a VLAN tag
+    /// on a vif without an allow-list (with one it counts as `Spoof`).
     L2Control,
     /// Router advertisement or redirect.
     RouterAdvert,

@@ -6,28 +6,31 @@
 //! table netdev drvdom-vif5.0 {            # userdata: "drvdom/1 <mode> <fingerprint>"
 //!   counter mac; counter l2ctl; counter ra; counter dhcp; counter spoof
 //!   chain ingress { type filter hook ingress device vif5.0 priority -500; policy accept;
-//!     ether saddr != <mac>                          counter mac drop     # l2 or ip
-//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00  counter l2ctl drop   # l2 ...
-//!     ether type { 8021q, 8021ad, 0x9100 }          counter l2ctl drop
-//!     icmpv6 type { nd-router-advert, nd-redirect } counter ra drop
-//!     icmp type redirect                            counter ra drop
-//!     udp sport { 67, 547 }                         counter dhcp drop    # ... l2
-//!     ether type ip jump ip4; ether type arp jump arp; ether type ip6 jump ip6  # ip
+//!     ether saddr != <mac>                                 counter mac drop    # l2 or ip
+//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 counter l2ctl drop  # l2
+//!     ether type ip jump ip4; ether type ip6 jump ip6      # l2 or ip
+//!     ether type arp jump arp                              # ip
+//!     ether type { 8021q, 8021ad, 0x9100 } counter l2ctl drop                  # l2 without ip
 //!     counter spoof drop                                                       # ip
 //!   }
-//!   chain ip4 { ip saddr <each allowed> accept; ip saddr 0.0.0.0 udp 68->67 accept; counter spoof drop }
+//!   chain ip4 { tcp, ip saddr <each allowed> accept                            # l2 and ip
+//!               icmp type redirect counter ra drop; udp sport 67 counter dhcp drop  # l2
+//!               ip saddr <each allowed> accept; ip saddr 0.0.0.0 udp 68->67 accept;
+//!               counter spoof drop }                                           # ip
+//!   chain ip6 { icmpv6 type { nd-router-advert, nd-redirect } counter ra drop;
+//!               udp sport 547 counter dhcp drop                                # l2
+//!               icmpv6 type nd-neighbor-advert jump na; ip6 saddr <link-local> accept;
+//!               ip6 saddr <each allowed> accept;
+//!               ip6 saddr :: icmpv6 type { rs, ns, mld2 report } accept; counter spoof drop }  # ip
+//!   chain na  { target <link-local or allowed> return; counter spoof drop }
 //!   chain arp { arp header != ethernet/ipv4 drop; arp sha != <mac> drop;
 //!               arp spa <each allowed> accept; arp spa 0.0.0.0 accept; counter spoof drop }
-//!   chain ip6 { icmpv6 type nd-neighbor-advert jump na; ip6 saddr <link-local> accept;
-//!               ip6 saddr <each allowed> accept; ip6 saddr :: icmpv6 type {rs, ns, mld2 report} accept;
-//!               counter spoof drop }
-//!   chain na { target <link-local or allowed> return; counter spoof drop }
 //! }
 //! ```
 //!
-//! The table is replaced in one nfnetlink batch (`NEWTABLE` to make sure it
-//! exists, `DELTABLE`, then everything anew), so a re-install never leaves
-//! the vif unfiltered, never duplicates a rule, and needs no lookup first.
+//! A stale table is replaced in one nfnetlink batch (`DELTABLE` of the old
+//! one, then everything anew), so a re-install never leaves the vif
+//! unfiltered and never duplicates a rule.
 
 use std::net::IpAddr;
 
@@ -193,7 +196,9 @@ pub(crate) fn rules(spec: &FilterSpec) -> Vec<Rule> {
             );
         }
     }
-    if spec.l2 {
+    // With an allow-list every other ethertype is dropped below anyway
+    // (counted as `spoof`); without one, VLAN tags are dropped here.
+    if spec.l2 && !ip {
         for t in VLAN_TYPES {
             let mut r = vec![ether_type(), eq(&t)];
             r.extend(drop(DropReason::L2Control));
