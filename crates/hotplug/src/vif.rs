@@ -188,7 +188,7 @@ pub enum VifOffline {
 /// (before it can pass a frame), then as `vif-bridge` set MTU, MAC
 /// `fe:ff:ff:ff:ff:ff` and master, with hygiene turn learning off, lock the
 /// port and pin the guest's MAC to it, bring it up and verify. Routed vifs
-/// go to [`route::online`] instead. Idempotent: a re-run only checks (and
+/// are configured as `vif-route` does instead. Idempotent: a re-run only checks (and
 /// replaces a filter whose spec changed, atomically).
 ///
 /// On error, `err.to_string()` is the `hotplug-error` text.
@@ -419,10 +419,8 @@ pub async fn vif_offline<O: LinkOps>(ops: &O, vif: &str) -> Result<VifOffline> {
             Err(e) => return Err(e),
         }
     }
-    if link.master.is_none() && result != VifOffline::Gone {
-        if route::offline(ops, &link).await? {
-            result = VifOffline::Detached;
-        }
+    if link.master.is_none() && result != VifOffline::Gone && route::offline(ops, &link).await? {
+        result = VifOffline::Detached;
     }
     if ops.remove_filter(vif).await? && result == VifOffline::AlreadyDetached {
         result = VifOffline::Detached;

@@ -7,7 +7,8 @@
 //! (FDB learning, its link-local shortcut), before `br_netfilter` and the
 //! FORWARD chain, and before routing in routed mode. So the same rules
 //! protect bridged and routed vifs, whatever the host's iptables policy and
-//! whether `br_netfilter` is loaded. See [`rules`] for the ruleset.
+//! whether `br_netfilter` is loaded. The ruleset is drawn at the top of `src/filter/rules.rs`
+//! and in the crate's README.
 //!
 //! What the filter does per [`FilterSpec`]:
 //! * `l2` (hygiene, on by default): only the guest's MAC as Ethernet
