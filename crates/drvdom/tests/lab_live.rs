@@ -93,23 +93,36 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
     // its namespace, its xenstore socket (lab exec sets XENSTORED_PATH),
     // no lab bookkeeping.
     let drvdom = lab_support::drvdom();
-    let out = lab
-        .cmd()
-        .args(["lab", "exec", "netdd", "--lab", &lab.name, "--"])
-        .arg(&drvdom)
-        .args(["bridge", "show", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let show_inside = || -> serde_json::Value {
+        let out = lab
+            .cmd()
+            .args(["lab", "exec", "netdd", "--lab", &lab.name, "--"])
+            .arg(&drvdom)
+            .args(["bridge", "show", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let names = |rows: &serde_json::Value| -> Vec<String> {
+        rows[0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The agent publishes the last detach's port removal after a settle.
+    lab_support::wait("bridge show without the detached vifs", || {
+        names(&show_inside()) == ["nic0", "vif2.0", "vif3.0"]
+    });
+    let rows = show_inside();
     assert_eq!(rows[0]["bridge"], "xenbr0");
     let ports = rows[0]["ports"].as_array().unwrap();
-    let names: Vec<&str> = ports.iter().map(|p| p["port"].as_str().unwrap()).collect();
-    assert_eq!(names, ["nic0", "vif2.0", "vif3.0"]);
     for p in &ports[1..] {
         assert_eq!(p["backend_state"], "Connected", "{p}");
         assert_eq!(p["hotplug_status"], "connected", "{p}");

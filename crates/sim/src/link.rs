@@ -13,12 +13,16 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{
     BridgePortState, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage, State,
 };
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, MulticastGroup};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use xentypes::IpCidr;
@@ -280,6 +284,56 @@ impl Netlink {
             Ok(()) => Ok(()),
             Err(e) if is_missing(&e) => Ok(()),
             Err(e) => Err(nl(format!("delete link {name}"))(e)),
+        }
+    }
+
+    /// Wait until link `name` is operationally UP (its carrier seen by the
+    /// kernel's link watcher, which also activates its queueing discipline:
+    /// until then every packet it sends is dropped), on link notifications
+    /// in the namespace at `ns`. `Ok(false)` if `timeout` passes first.
+    pub async fn wait_oper_up(ns: &Path, name: &str, timeout: Duration) -> Result<bool> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, mut events) = crate::netns::on_thread_in(ns, move || {
+            let _guard = rt.enter();
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(|source| {
+                Error::Spawn {
+                    program: "rtnetlink socket".into(),
+                    source,
+                }
+            })
+        })
+        .await?;
+        let nl = Netlink {
+            handle,
+            _conn: Arc::new(AbortOnDrop(tokio::spawn(conn))),
+        };
+        // Subscribed first, then looked: no notification can slip between.
+        let is_up = |m: &LinkMessage| {
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+        };
+        let Some(first) = nl.get(name).await? else {
+            return Err(Error::Invalid(format!("no link {name}")));
+        };
+        if is_up(&first) {
+            return Ok(true);
+        }
+        let index = first.header.index;
+        let wait = async {
+            while let Some((msg, _)) = events.next().await {
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) = msg.payload {
+                    if m.header.index == index && is_up(&m) {
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(up) => Ok(up),
+            // A notification may have been lost to a full socket buffer.
+            Err(_) => Ok(nl.get(name).await?.is_some_and(|m| is_up(&m))),
         }
     }
 

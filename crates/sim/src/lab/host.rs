@@ -12,7 +12,7 @@ use xenstore::{AsyncClient, DomId};
 use xentypes::{Bdf, IpCidr};
 
 use super::procs::{self, Spawn};
-use super::state::{self, Bins, DomainRec, LabState, ProcRec, Role};
+use super::state::{self, Bins, DomainRec, LabState, NicPlace, ProcRec, Role};
 use super::wait::{self, WaitEnd};
 use super::{LAB_QUOTA_NODES, OUTSIDE_ADDR, OUTSIDE_BRIDGE, PROBE_TIMEOUT, load};
 use crate::error::{Error, Result, chain};
@@ -325,13 +325,26 @@ impl SimHost {
                 // The far side of the NIC's cable is the outside network's
                 // bridge: answer there at `addr` (idempotent).
                 let st = self.state();
-                if st.nic(*nic).is_none() {
+                let Some(rec) = st.nic(*nic).cloned() else {
                     return Err(Error::Invalid(format!(
                         "NIC {nic} is not on this simulated host"
                     )));
-                }
-                let out = Netlink::connect_in(&netns::ns_path(&st.outside_ns)).await?;
+                };
+                let out_ns = netns::ns_path(&st.outside_ns);
+                let out = Netlink::connect_in(&out_ns).await?;
                 out.add_address(&st.outside_bridge, *addr).await?;
+                // The cable is live once both ends are operationally up
+                // (the kernel's link watcher, at most once a second for
+                // the whole machine, activates them).
+                let nic_ns = match &rec.place {
+                    NicPlace::Domain(d) => st.domain(d).map(|r| netns::ns_path(&r.netns)),
+                    NicPlace::Dom0 => st.domain_by_id(0).map(|r| netns::ns_path(&r.netns)),
+                    NicPlace::Pciback => Some(netns::ns_path(&st.pciback_ns)),
+                };
+                Netlink::wait_oper_up(&out_ns, &rec.ext, PORT_TIMEOUT).await?;
+                if let Some(ns) = nic_ns {
+                    Netlink::wait_oper_up(&ns, &rec.ifname, PORT_TIMEOUT).await?;
+                }
                 addr.addr()
             }
         };
@@ -371,7 +384,17 @@ impl SimHost {
         for ip in &vif.ip {
             nl.add_address(&eth, *ip).await?;
         }
-        nl.set_up(&eth).await
+        nl.set_up(&eth).await?;
+        // Until the kernel's link watcher has seen the carrier (it runs at
+        // most once a second for the whole machine), the interface drops
+        // what it sends: the guest's ifup is done when it is UP.
+        let t = std::time::Instant::now();
+        let up = Netlink::wait_oper_up(&ns, &eth, PORT_TIMEOUT).await?;
+        tracing::debug!(%guest, %eth, waited_ms = t.elapsed().as_millis(), up, "guest interface up");
+        if !up {
+            tracing::warn!(%guest, %eth, "interface not operationally up in time");
+        }
+        Ok(())
     }
 
     /// After the guest's ifup: wait until the backend's agent publishes
@@ -413,6 +436,12 @@ impl SimHost {
             }
         };
         let _ = self.dom0.unwatch(&dir, &token).await;
+        tracing::debug!(
+            domid = guest_domid.0,
+            devid = vif.devid.0,
+            settled,
+            "vif port published forwarding"
+        );
         if !settled {
             tracing::warn!(
                 domid = guest_domid.0,

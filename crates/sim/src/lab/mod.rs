@@ -57,8 +57,11 @@ pub const OUTSIDE_BRIDGE: &str = "outbr";
 pub const LAB_QUOTA_NODES: u32 = 65536;
 /// How long a domain's kernel and agent may take to come up.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one probe keeps sending echo requests.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one probe keeps sending echo requests (one every 250 ms).
+/// Generous: the kernel activates new links in one global work item that
+/// runs at most once a second with a budget, so with many labs at once on
+/// a busy machine the first packets of a fresh path can wait seconds.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// True if lab `name` has a record or any namespace.
 pub fn exists(run_root: &Path, name: &str) -> bool {
