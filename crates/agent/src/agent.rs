@@ -178,6 +178,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         context: "open netlink socket".to_string(),
         source,
     })?;
+    // Filters of vifs that vanished while we were not running.
+    match hotplug.prune_filters().await {
+        Ok(gone) if !gone.is_empty() => info!(vifs = ?gone, "removed filters of vanished vifs"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %crate::error::chain(&e), "cannot prune stale vif filters"),
+    }
     // Bridges (dom0's settings and the command line) before the replay,
     // so that replayed vifs find them.
     let manager = crate::manage::start(&client, domid, &cfg, &hotplug).await?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::FutureExt as _;
-use hotplug::{Hotplug, ScriptAction, ScriptRun, VifOnline};
+use hotplug::{Hotplug, ScriptAction, ScriptRun};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -292,14 +292,9 @@ impl Device<'_> {
                 }
             }
             None => {
-                let mut req = VifOnline::new(self.bp.default_vif_name())
-                    .bridge(
-                        settings
-                            .bridge
-                            .clone()
-                            .unwrap_or_else(|| self.shared.cfg.bridge.clone()),
-                    )
-                    .link_timeout(self.shared.cfg.link_timeout);
+                let mut req =
+                    crate::vif_filter::online_request(&self.bp, &settings, &self.shared.cfg.bridge)
+                        .link_timeout(self.shared.cfg.link_timeout);
                 if let Some(mtu) = settings.mtu {
                     req = req.mtu(mtu);
                 }
@@ -317,7 +312,7 @@ impl Device<'_> {
                             // On failure the phase stays as it was, so the
                             // retry runs the (idempotent) online again.
                             self.write_connected().await?;
-                            info!(vif = %conn.vif, bridge = %conn.bridge, mtu = conn.mtu, "vif online");
+                            info!(vif = %conn.vif, bridge = %conn.bridge, mtu = conn.mtu, filter = %conn.filter, routed = conn.routed, "vif online");
                         }
                         self.phase = Phase::Online(Active {
                             iface: conn.vif.clone(),
@@ -375,6 +370,8 @@ impl Device<'_> {
             LegacyMode::NonDefault => match named {
                 None => Ok(None),
                 Some(p) if p == DEFAULT_VIF_SCRIPT => Ok(None),
+                // vif-route is native too (routed mode, with the filter).
+                Some(_) if s.is_route_script() => Ok(None),
                 Some(p) if Path::new(p).is_file() => Ok(Some(PathBuf::from(p))),
                 Some(p) => {
                     warn!(script = p, "script not found; using native hotplug");

@@ -38,6 +38,7 @@ mod error;
 mod host;
 mod manage;
 mod publish;
+pub mod vif_filter;
 
 pub use agent::{connect, own_domid, run};
 pub use config::{AgentConfig, LegacyMode};

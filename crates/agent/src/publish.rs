@@ -125,6 +125,16 @@ impl Publisher {
         let links = hotplug::link_states(hp.ops())
             .await
             .map_err(|e| e.to_string())?;
+        // Every vif filter and its counters in one pass (two dumps).
+        // `None` when unreadable: the ports are then published without.
+        let filters: Option<HashMap<String, hotplug::FilterStatus>> =
+            match hp.filter_statuses().await {
+                Ok(v) => Some(v.into_iter().map(|s| (s.ifname.clone(), s)).collect()),
+                Err(e) => {
+                    debug!(error = %e, "cannot read the vif filters");
+                    None
+                }
+            };
         let dir = published_bridges_dir(self.domid);
         let mut want: BTreeMap<String, String> = BTreeMap::new();
         let mut want_dirs: BTreeMap<String, ()> = BTreeMap::new();
@@ -145,11 +155,27 @@ impl Publisher {
                 } else {
                     vif_of(name)
                 };
+                // The vif's filter and its drop counters (not the uplink's:
+                // it has none).
+                let (filter, drops) = if Some(name) == uplink {
+                    (None, None)
+                } else {
+                    match filters.as_ref().map(|f| f.get(name)) {
+                        Some(Some(st)) => (
+                            Some(st.mode.to_string()),
+                            Some(crate::vif_filter::port_drops(st)),
+                        ),
+                        Some(None) => (Some("off".to_string()), None),
+                        None => (None, None),
+                    }
+                };
                 let rec = PortRecord {
                     name: String::new(),
                     vif,
                     up: p.link.oper == OperState::Up,
                     fwd: p.forwarding.unwrap_or(false),
+                    filter,
+                    drops,
                 };
                 want.insert(format!("{bdir}/ports/{}", node_name(name)), rec.to_json());
             }

@@ -111,6 +111,52 @@ pub enum Error {
         /// The interface.
         name: String,
     },
+    /// An nf_tables request failed; `what` names the vif.
+    #[error("nftables: cannot {what}")]
+    Nftables {
+        /// The operation, e.g. `install filter on vif5.0`.
+        what: String,
+        /// The kernel's answer (an errno) or the socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A guest MAC already has a static FDB entry on another port.
+    #[error("mac {mac} is already bound to bridge port {port}; refusing to bind it to {name}")]
+    MacInUse {
+        /// The MAC.
+        mac: String,
+        /// The port that has it.
+        port: String,
+        /// The vif we were configuring.
+        name: String,
+    },
+    /// Hygiene or anti-spoofing is on but the guest's MAC is unknown.
+    #[error(
+        "{name}: the backend has no guest mac, so its filter cannot be set up (relax with drvdom-l2-hygiene = 0 and no ip)"
+    )]
+    MissingMac {
+        /// The vif.
+        name: String,
+    },
+    /// A sysctl could not be written.
+    #[error("cannot write {path}")]
+    Sysctl {
+        /// The file under /proc/sys.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Routed mode needs an IPv4 address on the gateway device.
+    #[error(
+        "routed vif {name}: gateway device {gateway} has no IPv4 address (vif-route's dom0_ip)"
+    )]
+    NoGatewayAddress {
+        /// The vif.
+        name: String,
+        /// The gateway device (`gatewaydev`, default eth0).
+        gateway: String,
+    },
     /// The hotplug script could not be started.
     #[error("cannot run hotplug script {script}")]
     SpawnScript {
@@ -151,7 +197,9 @@ impl Error {
             | Error::Connect { .. }
             | Error::LinkVanished { .. }
             | Error::ScriptTimeout { .. }
-            | Error::WaitScript { .. } => true,
+            | Error::WaitScript { .. }
+            | Error::Nftables { .. }
+            | Error::Sysctl { .. } => true,
             Error::InvalidName { .. }
             | Error::BridgeMissing { .. }
             | Error::NotABridge { .. }
@@ -160,7 +208,10 @@ impl Error {
             | Error::UplinkIsBridge { .. }
             | Error::NameTaken { .. }
             | Error::Verify { .. }
-            | Error::SpawnScript { .. } => false,
+            | Error::SpawnScript { .. }
+            | Error::MacInUse { .. }
+            | Error::MissingMac { .. }
+            | Error::NoGatewayAddress { .. } => false,
         }
     }
 

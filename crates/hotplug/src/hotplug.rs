@@ -3,6 +3,7 @@
 
 use crate::bridge::{self, BridgeConfig, BridgeInfo, BridgeReport, PortInfo};
 use crate::error::Result;
+use crate::filter::FilterStatus;
 use crate::netlink::NetlinkOps;
 use crate::ops::LinkOps;
 use crate::vif::{self, VifConnected, VifOffline, VifOnline};
@@ -52,6 +53,30 @@ impl<O: LinkOps> Hotplug<O> {
     /// See [`bridge::bridges`].
     pub async fn bridges(&self) -> Result<Vec<BridgeInfo>> {
         bridge::bridges(&self.ops).await
+    }
+
+    /// The filter in force on a vif and its drop counters.
+    pub async fn filter_status(&self, vif: &str) -> Result<Option<FilterStatus>> {
+        self.ops.filter_status(vif).await
+    }
+
+    /// Every vif filter with its drop counters, in one pass (for publishing
+    /// all ports: two kernel dumps whatever the number of vifs).
+    pub async fn filter_statuses(&self) -> Result<Vec<FilterStatus>> {
+        self.ops.filter_statuses().await
+    }
+
+    /// Remove the filters of vifs that no longer exist (left behind when
+    /// a vif vanished while the agent was not running). Returns their names.
+    pub async fn prune_filters(&self) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for name in self.ops.filtered().await? {
+            if self.ops.link_by_name(&name).await?.is_none() {
+                self.ops.remove_filter(&name).await?;
+                gone.push(name);
+            }
+        }
+        Ok(gone)
     }
 
     /// See [`bridge::bridge_ports`].

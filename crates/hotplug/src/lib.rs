@@ -28,10 +28,12 @@
 
 mod bridge;
 mod error;
+pub mod filter;
 mod hotplug;
 mod monitor;
 mod netlink;
 mod ops;
+mod route;
 mod script;
 mod vif;
 
@@ -40,13 +42,17 @@ pub use bridge::{
     bridges,
 };
 pub use error::{Error, Result};
+pub use filter::{DropCounters, DropReason, FilterMode, FilterSpec, FilterStatus};
 pub use hotplug::Hotplug;
 pub use monitor::{LinkEvents, LinkState, delete_bridge, link_states};
 pub use netlink::NetlinkOps;
 pub use ops::{
-    IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route, validate_ifname,
+    FdbEntry, IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, PortSettings,
+    Route, validate_ifname,
 };
+pub use route::DEFAULT_GATEWAY;
 pub use script::{DEFAULT_SCRIPT_TIMEOUT, ScriptAction, ScriptOutcome, ScriptRun, run_script};
 pub use vif::{
-    DEFAULT_LINK_TIMEOUT, VIF_MAC, VifConnected, VifOffline, VifOnline, vif_offline, vif_online,
+    DEFAULT_LINK_TIMEOUT, VIF_MAC, VifConnected, VifMode, VifOffline, VifOnline, vif_offline,
+    vif_online,
 };

@@ -23,7 +23,17 @@ use tracing::{debug, trace};
 use crate::error::{Error, Result};
 use xentypes::MacAddr;
 
-use crate::ops::{IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route};
+use crate::filter::{self, FilterSpec, FilterStatus};
+use crate::ops::{
+    FdbEntry, IfAddress, Link, LinkChange, LinkOps, Master, OperState, PortSettings, Route,
+};
+use rtnetlink::LinkBridgePort;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+
+/// Where `net.ipv4.conf.<dev>.*` live (for the calling thread's namespace).
+const IPV4_CONF: &str = "/proc/sys/net/ipv4/conf";
 
 /// `RT_TABLE_MAIN` [include/uapi/linux/rtnetlink.h].
 const RT_TABLE_MAIN: u32 = 254;
@@ -36,6 +46,7 @@ const RT_TABLE_MAIN: u32 = 254;
 pub struct NetlinkOps {
     handle: Handle,
     _conn: std::sync::Arc<AbortOnDrop>,
+    nft: std::sync::Arc<filter::socket::Nft>,
 }
 
 /// Aborts a spawned task when dropped.
@@ -72,6 +83,7 @@ impl NetlinkOps {
         Ok(NetlinkOps {
             handle,
             _conn: std::sync::Arc::new(AbortOnDrop(task)),
+            nft: std::sync::Arc::new(filter::socket::Nft::open()?),
         })
     }
 
@@ -453,6 +465,138 @@ impl LinkOps for NetlinkOps {
             r => r.map_err(nl(format!("delete route {route} on #{}", route.oif))),
         }
     }
+
+    async fn set_port(&self, port: &Link, settings: PortSettings) -> Result<()> {
+        let msg = LinkBridgePort::new(port.index)
+            .learning(settings.learning)
+            .locked(settings.locked)
+            .build();
+        match self.handle.link().set_port(msg).execute().await {
+            Err(e) if errno_of(&e) == Some(Errno::ENODEV) => Err(Error::LinkVanished {
+                name: port.name.clone(),
+            }),
+            r => r.map_err(nl(format!(
+                "set bridge port flags learning {} locked {} on {}",
+                onoff(settings.learning),
+                onoff(settings.locked),
+                port.name
+            ))),
+        }
+    }
+
+    async fn add_static_fdb(&self, port: &Link, mac: MacAddr) -> Result<()> {
+        let add = || {
+            self.handle
+                .neighbours()
+                .add_bridge(port.index, &mac.0)
+                .state(NeighbourState::Noarp)
+                .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
+        };
+        let what = || format!("add static fdb entry {mac} on {}", port.name);
+        match add().execute().await {
+            Ok(()) => return Ok(()),
+            Err(e) if errno_of(&e) == Some(Errno::EEXIST) => {}
+            Err(e) => return Err(nl(what())(e)),
+        }
+        // The MAC is known already: ours from an earlier run, learned
+        // elsewhere (moved), or another port's static entry (refused).
+        let Some(master) = port.master else {
+            return Err(Error::Verify {
+                name: port.name.clone(),
+                what: "master",
+                wanted: "a bridge".to_string(),
+                got: "none".to_string(),
+            });
+        };
+        let bridge = self
+            .link_by_index(master)
+            .await?
+            .ok_or_else(|| Error::LinkVanished {
+                name: port.name.clone(),
+            })?;
+        let entries = self.fdb(&bridge).await?;
+        if let Some(other) = entries
+            .iter()
+            .find(|e| e.mac == mac && e.port != port.index && e.static_)
+        {
+            let name = match self.link_by_index(other.port).await? {
+                Some(l) => l.name,
+                None => format!("#{}", other.port),
+            };
+            return Err(Error::MacInUse {
+                mac: mac.to_string(),
+                port: name,
+                name: port.name.clone(),
+            });
+        }
+        add().replace().execute().await.map_err(nl(what()))
+    }
+
+    async fn fdb(&self, bridge: &Link) -> Result<Vec<FdbEntry>> {
+        let mut req = self.handle.neighbours().get();
+        req.message_mut().header.family = AddressFamily::Bridge;
+        req.message_mut()
+            .attributes
+            .push(NeighbourAttribute::Controller(bridge.index));
+        let msgs: Vec<NeighbourMessage> = req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl(format!("list fdb of {}", bridge.name)))?;
+        Ok(msgs.iter().filter_map(fdb_from_msg).collect())
+    }
+
+    async fn set_ipv4_conf(&self, link: &Link, forwarding: bool, proxy_arp: bool) -> Result<()> {
+        for (key, on) in [("forwarding", forwarding), ("proxy_arp", proxy_arp)] {
+            let path = std::path::Path::new(IPV4_CONF).join(&link.name).join(key);
+            // Synchronous on purpose: /proc/sys/net is resolved in the calling
+            // thread's namespace, which a blocking-pool thread may not share.
+            std::fs::write(&path, if on { "1\n" } else { "0\n" })
+                .map_err(|source| Error::Sysctl { path, source })?;
+        }
+        Ok(())
+    }
+
+    async fn install_filter(&self, spec: &FilterSpec) -> Result<bool> {
+        filter::socket::install(&self.nft, spec)
+    }
+
+    async fn remove_filter(&self, ifname: &str) -> Result<bool> {
+        filter::socket::remove(&self.nft, ifname)
+    }
+
+    async fn filter_status(&self, ifname: &str) -> Result<Option<FilterStatus>> {
+        filter::socket::status(&self.nft, ifname)
+    }
+
+    async fn filter_statuses(&self) -> Result<Vec<FilterStatus>> {
+        filter::socket::all_status(&self.nft)
+    }
+
+    async fn filtered(&self) -> Result<Vec<String>> {
+        filter::socket::filtered(&self.nft)
+    }
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// Decode an `AF_BRIDGE` neighbour message (an FDB entry).
+fn fdb_from_msg(msg: &NeighbourMessage) -> Option<FdbEntry> {
+    let mac = msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice()).ok(),
+        _ => None,
+    })?;
+    Some(FdbEntry {
+        mac: MacAddr(mac),
+        port: msg.header.ifindex,
+        static_: matches!(
+            msg.header.state,
+            NeighbourState::Noarp | NeighbourState::Permanent
+        ),
+        sticky: msg.header.flags.contains(NeighbourFlags::Sticky),
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use xentypes::MacAddr;
 
 use crate::error::{Error, Result};
+use crate::filter::{FilterSpec, FilterStatus};
 
 /// Linux `IFNAMSIZ` (16) including the terminating NUL [include/uapi/linux/if.h].
 pub const IFNAMSIZ: usize = 16;
@@ -126,6 +127,22 @@ pub struct LinkChange {
 }
 
 impl LinkChange {
+    /// Just bring the link up.
+    pub fn up() -> LinkChange {
+        LinkChange {
+            up: Some(true),
+            ..LinkChange::default()
+        }
+    }
+
+    /// Just bring the link down.
+    pub fn down() -> LinkChange {
+        LinkChange {
+            up: Some(false),
+            ..LinkChange::default()
+        }
+    }
+
     /// True when the change does nothing.
     pub fn is_empty(&self) -> bool {
         self == &LinkChange::default()
@@ -215,6 +232,29 @@ impl fmt::Display for Route {
     }
 }
 
+/// One entry of a bridge's forwarding database (`bridge fdb show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// The MAC.
+    pub mac: MacAddr,
+    /// Index of the port it points to.
+    pub port: u32,
+    /// Static (`NUD_NOARP`) or local (`NUD_PERMANENT`): not learned.
+    pub static_: bool,
+    /// Learning cannot move it to another port (`NTF_STICKY`).
+    pub sticky: bool,
+}
+
+/// Bridge port settings of a guest's port (`bridge link set dev X ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSettings {
+    /// `learning`: learn source MACs of frames from this port.
+    pub learning: bool,
+    /// `locked` (Linux >= 5.18): accept frames only from source MACs that
+    /// have an FDB entry pointing at this port.
+    pub locked: bool,
+}
+
 /// Link, address and route operations in the current network namespace.
 ///
 /// Implemented over rtnetlink by [`crate::NetlinkOps`]. Every method names
@@ -270,6 +310,50 @@ pub trait LinkOps: Sync {
 
     /// Delete a route; succeeds if it is already gone.
     fn del_route(&self, route: &Route) -> impl Future<Output = Result<()>> + Send;
+
+    /// Set bridge port flags of `port` (which must be enslaved).
+    fn set_port(
+        &self,
+        port: &Link,
+        settings: PortSettings,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Add a static, sticky FDB entry `mac` on `port` (`bridge fdb replace
+    /// MAC dev PORT master static sticky`). Refuses ([`Error::MacInUse`]) a
+    /// MAC that has a static entry on another port; moves a learned one.
+    fn add_static_fdb(&self, port: &Link, mac: MacAddr) -> impl Future<Output = Result<()>> + Send;
+
+    /// The forwarding database of `bridge` (every port).
+    fn fdb(&self, bridge: &Link) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;
+
+    /// Set the IPv4 `forwarding` and `proxy_arp` flags of `link`
+    /// (`net.ipv4.conf.<link>.*`).
+    fn set_ipv4_conf(
+        &self,
+        link: &Link,
+        forwarding: bool,
+        proxy_arp: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Install or replace the packet filter of a vif ([`crate::filter`]).
+    /// Returns false when the identical filter was already in force.
+    fn install_filter(&self, spec: &FilterSpec) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Remove the filter of a vif; returns whether there was one.
+    fn remove_filter(&self, ifname: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The filter in force on a vif and its drop counters.
+    fn filter_status(
+        &self,
+        ifname: &str,
+    ) -> impl Future<Output = Result<Option<FilterStatus>>> + Send;
+
+    /// Every vif filter with its counters (one pass over the kernel's
+    /// tables and counters, whatever the number of vifs).
+    fn filter_statuses(&self) -> impl Future<Output = Result<Vec<FilterStatus>>> + Send;
+
+    /// The interface names that have a filter.
+    fn filtered(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 #[cfg(test)]

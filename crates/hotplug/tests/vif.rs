@@ -26,7 +26,7 @@ fn online_sets_mtu_mac_master_up_and_rerun_is_a_no_op() {
         let hp = Hotplug::connect().unwrap();
 
         let r = hp
-            .vif_online(&VifOnline::new("vif5.0").mtu(1400))
+            .vif_online(&VifOnline::new("vif5.0").l2(false).mtu(1400))
             .await
             .unwrap();
         assert_eq!(
@@ -37,7 +37,7 @@ fn online_sets_mtu_mac_master_up_and_rerun_is_a_no_op() {
 
         let before = link_line("vif5.0");
         let again = hp
-            .vif_online(&VifOnline::new("vif5.0").mtu(1400))
+            .vif_online(&VifOnline::new("vif5.0").l2(false).mtu(1400))
             .await
             .unwrap();
         assert!(!again.changed);
@@ -54,7 +54,7 @@ fn online_takes_the_bridge_mtu_by_default_and_fixes_an_up_link() {
         ip("link add vif3.1 type veth peer name g3");
         ip("link set vif3.1 up");
         let hp = Hotplug::connect().unwrap();
-        hp.vif_online(&VifOnline::new("vif3.1").bridge("xenbr1"))
+        hp.vif_online(&VifOnline::new("vif3.1").l2(false).bridge("xenbr1"))
             .await
             .unwrap();
         assert_online("vif3.1", "xenbr1", 1450);
@@ -69,7 +69,9 @@ fn offline_detaches_and_tolerates_a_gone_link() {
         ip("link add xenbr0 type bridge");
         ip("link add vif5.0 type veth peer name g5");
         let hp = Hotplug::connect().unwrap();
-        hp.vif_online(&VifOnline::new("vif5.0")).await.unwrap();
+        hp.vif_online(&VifOnline::new("vif5.0").l2(false))
+            .await
+            .unwrap();
 
         assert_eq!(
             hp.vif_offline("vif5.0").await.unwrap(),
@@ -97,7 +99,7 @@ fn online_with_missing_bridge_gives_a_clear_reason() {
         ip("link add vif5.0 type veth peer name g5");
         let hp = Hotplug::connect().unwrap();
         let e = hp
-            .vif_online(&VifOnline::new("vif5.0").bridge("xenbr1"))
+            .vif_online(&VifOnline::new("vif5.0").l2(false).bridge("xenbr1"))
             .await
             .unwrap_err();
         assert_eq!(e.to_string(), "bridge xenbr1 does not exist");
@@ -112,7 +114,11 @@ fn online_of_a_missing_link_times_out_with_a_clear_reason() {
         let hp = Hotplug::connect().unwrap();
         let t0 = Instant::now();
         let e = hp
-            .vif_online(&VifOnline::new("vif9.0").link_timeout(Duration::from_millis(200)))
+            .vif_online(
+                &VifOnline::new("vif9.0")
+                    .l2(false)
+                    .link_timeout(Duration::from_millis(200)),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, Error::LinkTimeout { .. }), "{e:?}");
@@ -142,7 +148,9 @@ fn online_waits_for_a_link_created_later() {
     in_netns(|| async {
         ip("link add xenbr0 type bridge");
         let hp = Hotplug::connect().unwrap();
-        let req = VifOnline::new("vif7.0").link_timeout(Duration::from_secs(10));
+        let req = VifOnline::new("vif7.0")
+            .l2(false)
+            .link_timeout(Duration::from_secs(10));
         let online = hp.vif_online(&req);
         let create = async {
             // Create the link only once the waiter has subscribed to link
@@ -198,7 +206,7 @@ fn hundred_vifs_online_and_offline() {
         let hp = Hotplug::connect().unwrap();
         let t0 = Instant::now();
         for i in 0..100 {
-            hp.vif_online(&VifOnline::new(format!("vif{i}.0")))
+            hp.vif_online(&VifOnline::new(format!("vif{i}.0")).l2(false))
                 .await
                 .unwrap();
         }
@@ -232,7 +240,7 @@ fn online_renames_to_vifname_and_a_replay_converges() {
         ip("link add vif6.0 type veth peer name g6");
         ip("link set vif6.0 up");
         let hp = Hotplug::connect().unwrap();
-        let req = VifOnline::new("vif6.0").rename("web6");
+        let req = VifOnline::new("vif6.0").l2(false).rename("web6");
         let r = hp.vif_online(&req).await.unwrap();
         assert_eq!(r.vif, "web6");
         assert_online("web6", "xenbr0", 1500);
@@ -244,7 +252,7 @@ fn online_renames_to_vifname_and_a_replay_converges() {
 
         ip("link add vif6.1 type veth peer name g61");
         let e = hp
-            .vif_online(&VifOnline::new("vif6.1").rename("web6"))
+            .vif_online(&VifOnline::new("vif6.1").l2(false).rename("web6"))
             .await
             .unwrap_err();
         assert_eq!(

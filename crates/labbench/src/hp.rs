@@ -96,8 +96,16 @@ pub async fn run(
         let s = xenbus::read_vif_settings(&dd, &bp)
             .await
             .with_context(|| format!("read settings of {bp}"))?;
+        // What the agent does: the vif's filter (hygiene on by default).
         let mut req = VifOnline::new(s.interface(&bp))
-            .bridge(s.bridge.clone().unwrap_or_else(|| BRIDGE.to_string()));
+            .bridge(s.bridge.clone().unwrap_or_else(|| BRIDGE.to_string()))
+            .l2(s.l2_hygiene);
+        if let Some(mac) = s.mac {
+            req = req.guest_mac(mac);
+        }
+        if let Some(ip) = &s.addresses {
+            req = req.ip(ip.clone());
+        }
         if let Some(mtu) = s.mtu {
             req = req.mtu(mtu);
         }

@@ -9,11 +9,13 @@
 //! * [`unique_name`] makes short unique names for links and namespaces so
 //!   tests can run in parallel.
 //! * [`xenstored::Xenstored`] runs a real `drvdom-xenstored` for a test.
+//! * [`packet`] crafts frames and sends/captures them on raw sockets.
 
 #![allow(clippy::print_stderr, clippy::panic)] // test helpers report skips on stderr by design
 // Test-only harness: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod packet;
 pub mod xenstored;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -312,6 +312,38 @@ pub struct PortRecord {
     pub up: bool,
     /// STP port state forwarding.
     pub fwd: bool,
+    /// The vif's packet filter in force: `off`, `l2`, `ip` or `l2+ip`
+    /// (absent for the uplink, and from agents before issue 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Frames from the guest the filter dropped, per reason, as of the last
+    /// publication (absent without a filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<PortDrops>,
+}
+
+/// Drop counters of a vif's filter, per reason (the counters of its
+/// nf_tables table `netdev drvdom-<ifname>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortDrops {
+    /// Ethernet source not the guest's MAC.
+    #[serde(default)]
+    pub mac: u64,
+    /// Link-local control frames (STP, LLDP…) and VLAN tags.
+    #[serde(default)]
+    pub l2ctl: u64,
+    /// Router advertisements and redirects.
+    #[serde(default)]
+    pub ra: u64,
+    /// DHCP/DHCPv6 server messages.
+    #[serde(default)]
+    pub dhcp: u64,
+    /// Spoofed addresses and other ethertypes.
+    #[serde(default)]
+    pub spoof: u64,
+    /// All of them.
+    #[serde(default)]
+    pub total: u64,
 }
 
 impl PortRecord {
@@ -447,12 +479,30 @@ mod tests {
             vif: Some((5, 0)),
             up: true,
             fwd: true,
+            filter: None,
+            drops: None,
         };
         assert_eq!(p.to_json(), r#"{"vif":[5,0],"up":true,"fwd":true}"#);
-        let back =
-            PortRecord::from_json(br#"{"vif":[5,0],"up":true,"fwd":true,"filter":"on","drops":3}"#)
-                .unwrap();
+        let back = PortRecord::from_json(br#"{"vif":[5,0],"up":true,"fwd":true,"future":{"x":3}}"#)
+            .unwrap();
         assert_eq!(back, p);
+        // The filter and its drop counters (issue 14).
+        let f = PortRecord {
+            filter: Some("l2+ip".into()),
+            drops: Some(PortDrops {
+                mac: 2,
+                spoof: 1,
+                total: 3,
+                ..PortDrops::default()
+            }),
+            ..p.clone()
+        };
+        let json = f.to_json();
+        assert_eq!(
+            json,
+            r#"{"vif":[5,0],"up":true,"fwd":true,"filter":"l2+ip","drops":{"mac":2,"l2ctl":0,"ra":0,"dhcp":0,"spoof":1,"total":3}}"#
+        );
+        assert_eq!(PortRecord::from_json(json.as_bytes()), Some(f));
         let uplink = PortRecord::from_json(br#"{"name":"nic0","up":false,"fwd":false}"#).unwrap();
         assert_eq!(uplink.vif, None);
         assert_eq!(uplink.name, "nic0");

@@ -12,7 +12,7 @@ use crate::paths::{BackendPath, keys};
 use crate::state::XenbusState;
 use crate::validate;
 use crate::vif::VifType;
-use xentypes::MacAddr;
+use xentypes::{IpCidr, MacAddr};
 
 /// Longest `ip` list accepted.
 const IP_MAX: usize = 1024;
@@ -83,11 +83,24 @@ pub struct VifSettings {
     pub vif_type: VifType,
     /// `gatewaydev`.
     pub gatewaydev: Option<String>,
-    /// `ip`.
+    /// `ip`, as written.
     pub ip: Option<String>,
+    /// `ip`, parsed: the anti-spoofing allow-list (and routed mode's host
+    /// routes). `None` when `ip` is absent or blank.
+    pub addresses: Option<Vec<IpCidr>>,
+    /// `drvdom-l2-hygiene` (default true).
+    pub l2_hygiene: bool,
 }
 
 impl VifSettings {
+    /// True when `script` names Xen's `vif-route` (any directory): drvdom
+    /// handles that natively.
+    pub fn is_route_script(&self) -> bool {
+        self.script
+            .as_deref()
+            .is_some_and(|s| s.rsplit('/').next() == Some("vif-route"))
+    }
+
     /// The backend interface name: `vifname` if set, else `vif<fe>.<devid>`.
     pub fn interface(&self, bp: &BackendPath) -> String {
         self.vifname
@@ -137,6 +150,25 @@ pub async fn read_vif_settings(client: &AsyncClient, bp: &BackendPath) -> Result
         .await?
         .map(|r| validate::printable("ip", &r, IP_MAX))
         .transpose()?;
+    // A malformed list must fail the device: running it without its
+    // anti-spoofing filter would be worse than not running it.
+    let addresses = match &ip {
+        Some(s) if !s.trim().is_empty() => Some(IpCidr::parse_list(s).map_err(|e| match e {
+            xentypes::Error::InvalidIp { input, reason } => {
+                Error::invalid("ip", input.as_bytes(), reason)
+            }
+            _ => Error::invalid("ip", s.as_bytes(), "expected addresses like 192.0.2.10/24"),
+        })?),
+        _ => None,
+    };
+    let l2_hygiene = match get(keys::L2_HYGIENE).await? {
+        None => true,
+        Some(r) => match r.trim_ascii() {
+            b"1" => true,
+            b"0" => false,
+            _ => return Err(Error::invalid(keys::L2_HYGIENE, &r, "expected 0 or 1")),
+        },
+    };
     Ok(VifSettings {
         script,
         bridge,
@@ -146,5 +178,7 @@ pub async fn read_vif_settings(client: &AsyncClient, bp: &BackendPath) -> Result
         vif_type,
         gatewaydev,
         ip,
+        addresses,
+        l2_hygiene,
     })
 }

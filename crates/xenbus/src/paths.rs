@@ -333,6 +333,11 @@ pub mod keys {
     pub const HOTPLUG_STATUS: &str = "hotplug-status";
     /// Backend: error text from the hotplug script.
     pub const HOTPLUG_ERROR: &str = "hotplug-error";
+    /// vif backend, drvdom's own: "1" (default when absent) keeps the vif's
+    /// layer-2 hygiene on, "0" relaxes it (a guest that is a router or a
+    /// bridge). Written by the toolstack (dom0) into the backend directory,
+    /// which the guest can read but not write; read by `drvdom-agent`.
+    pub const L2_HYGIENE: &str = "drvdom-l2-hygiene";
 }
 
 #[cfg(test)]

@@ -113,8 +113,14 @@ pub struct VifConfig {
     pub model: Option<String>,
     /// Gateway device (vif-route/vif-nat).
     pub gatewaydev: Option<String>,
-    /// Frontend `trusted`; default true.
+    /// Frontend `trusted`; default: true when the backend is dom0, false
+    /// otherwise (a driver domain is not trusted with the guest's memory:
+    /// Linux netfront then copies into bounce buffers instead of granting
+    /// its own pages, drivers/net/xen-netfront.c `xennet_trusted`/`bounce`).
     pub trusted: Option<bool>,
+    /// drvdom's per-vif layer-2 hygiene switch (backend
+    /// `drvdom-l2-hygiene`); `None` writes nothing (the agent's default: on).
+    pub l2_hygiene: Option<bool>,
 }
 
 impl VifConfig {
@@ -178,6 +184,17 @@ impl VifConfig {
     pub fn trusted(mut self, trusted: bool) -> Self {
         self.trusted = Some(trusted);
         self
+    }
+
+    /// Set the layer-2 hygiene switch.
+    pub fn l2_hygiene(mut self, on: bool) -> Self {
+        self.l2_hygiene = Some(on);
+        self
+    }
+
+    /// The frontend `trusted` value this config writes.
+    pub fn trusted_value(&self) -> bool {
+        self.trusted.unwrap_or(self.backend == DomId::DOM0)
     }
 
     /// Set the gateway device.
@@ -261,7 +278,12 @@ impl VifConfig {
             v.push((keys::GATEWAYDEV, g.clone()));
         }
         if let Some(r) = self.rate {
+            // libxl_nic.c: "%"PRIu64",%"PRIu32 (bytes per interval, interval
+            // in µs), which netback parses in xen_net_read_rate().
             v.push((keys::RATE, r.to_string()));
+        }
+        if let Some(on) = self.l2_hygiene {
+            v.push((keys::L2_HYGIENE, if on { "1" } else { "0" }.to_string()));
         }
         v.push((
             keys::MTU,
@@ -290,12 +312,7 @@ impl VifConfig {
             (keys::MAC, mac.to_string()),
             (
                 keys::TRUSTED,
-                if self.trusted.unwrap_or(true) {
-                    "1"
-                } else {
-                    "0"
-                }
-                .to_string(),
+                if self.trusted_value() { "1" } else { "0" }.to_string(),
             ),
         ]
     }

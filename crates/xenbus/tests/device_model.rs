@@ -77,7 +77,8 @@ async fn attach_writes_libxl_layout_and_permissions() {
         ("state", "1"),
         ("handle", "0"),
         ("mac", "00:16:3e:01:02:03"),
-        ("trusted", "1"),
+        // The backend is a driver domain, not dom0: untrusted by default.
+        ("trusted", "0"),
         ("mtu", "1500"),
     ] {
         assert_eq!(read(&c, &fp.key(k)).await, v, "frontend {k}");
@@ -117,6 +118,7 @@ async fn optional_keys_are_written_when_configured() {
         .ip("192.0.2.10 192.0.2.11")
         .script("/etc/xen/scripts/vif-route")
         .gatewaydev("eth0")
+        .l2_hygiene(false)
         .trusted(false);
     cfg.rate = Some(xenbus::VifRate {
         bytes_per_interval: 1250,
@@ -132,6 +134,7 @@ async fn optional_keys_are_written_when_configured() {
         ("script", "/etc/xen/scripts/vif-route"),
         ("gatewaydev", "eth0"),
         ("rate", "1250,50000"),
+        ("drvdom-l2-hygiene", "0"),
         ("handle", "7"),
     ] {
         assert_eq!(read(&c, &bp.key(k)).await, v, "{k}");
@@ -144,6 +147,28 @@ async fn optional_keys_are_written_when_configured() {
     let bad = VifConfig::new(BE).mtu(10);
     assert!(attach_vif(&c, FE, &bad).await.is_err());
     assert_eq!(list_vifs(&c, FE).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn frontend_trusts_only_dom0_backends_unless_overridden() {
+    let (_xsd, c) = setup().await;
+    let trusted = |d: DevId| {
+        let c = c.clone();
+        async move { read(&c, &FrontendPath::vif(FE, d).key("trusted")).await }
+    };
+    let d = attach_vif(&c, FE, &VifConfig::new(DomId::DOM0))
+        .await
+        .unwrap();
+    assert_eq!(trusted(d).await, "1", "dom0 backend");
+    let d = attach_vif(&c, FE, &VifConfig::new(BE)).await.unwrap();
+    assert_eq!(trusted(d).await, "0", "driver-domain backend");
+    let d = attach_vif(&c, FE, &VifConfig::new(BE).trusted(true))
+        .await
+        .unwrap();
+    assert_eq!(trusted(d).await, "1", "explicit override");
+    // No hygiene switch unless asked for: the agent's default (on) applies.
+    let bp = BackendPath::vif(BE, FE, d);
+    assert!(!c.exists(&bp.key("drvdom-l2-hygiene")).await.unwrap());
 }
 
 #[tokio::test]

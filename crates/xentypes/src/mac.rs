@@ -55,6 +55,32 @@ impl MacAddr {
         !self.is_multicast() && !self.is_zero()
     }
 
+    /// The IPv6 link-local address a host derives from this MAC by
+    /// modified EUI-64 (RFC 4291 §2.5.1, appendix A; RFC 4862 §5.3):
+    /// `fe80::` + the MAC with the universal/local bit flipped and
+    /// `ff:fe` inserted in the middle.
+    pub fn to_link_local(&self) -> std::net::Ipv6Addr {
+        let m = self.0;
+        std::net::Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ])
+    }
+
     /// True for locally administered addresses (bit 1 of the first octet).
     pub fn is_local(&self) -> bool {
         self.0[0] & 2 == 2
@@ -222,6 +248,15 @@ mod tests {
         );
         let e = "zz".parse::<MacAddr>().unwrap_err().to_string();
         assert!(e.contains("\"zz\""), "{e}");
+    }
+
+    #[test]
+    fn link_local_is_modified_eui64() {
+        // RFC 4291 appendix A: 00:16:3e:12:34:56 -> fe80::216:3eff:fe12:3456.
+        let m: MacAddr = "00:16:3e:12:34:56".parse().unwrap();
+        assert_eq!(m.to_link_local().to_string(), "fe80::216:3eff:fe12:3456");
+        let local: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        assert_eq!(local.to_link_local().to_string(), "fe80::ff:fe00:1");
     }
 
     #[test]
