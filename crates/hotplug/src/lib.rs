@@ -41,7 +41,7 @@ pub use bridge::{
 };
 pub use error::{Error, Result};
 pub use hotplug::Hotplug;
-pub use monitor::{LinkEvents, LinkState, delete_bridge, link_states};
+pub use monitor::{LinkEvents, LinkState, LinkUpdate, decode_updates, delete_bridge, link_states};
 pub use netlink::NetlinkOps;
 pub use ops::{
     IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, Route, validate_ifname,
