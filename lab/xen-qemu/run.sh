@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # run.sh - drvdom on real Xen 4.17 (Debian), booted under QEMU TCG (no KVM needed).
 #
-# One command: build the drvdom binaries for the guest, build (or reuse) the cached
-# images, boot Xen under QEMU and run the driver-domain scenario with drvdom doing
-# every step, printing PASS/FAIL per step with timings. Exit 0 only if all pass.
+# One command: build the drvdom Debian packages (scripts/deb.sh), build (or reuse) the
+# cached images, boot Xen under QEMU and run the driver-domain scenario with drvdom doing
+# every step, printing PASS/FAIL per step with timings. Exit 0 only if all pass. dom0
+# installs the drvdom package and the driver domain drvdom-agent (+ drvdom, for
+# `drvdom bridge show`) with dpkg -i; the steps use the installed binaries.
 #
-#   run.sh [options]            drvdom scenario (cargo build + images + boot + checks)
+#   run.sh [options]            drvdom scenario (packages + images + boot + checks)
 #   run.sh --classic [options]  the same setup done by xl's own scripts (xl devd, vif-bridge,
 #                               xen-pciback.hide), for comparison
 #   run.sh build                only build the images into $XLAB_CACHE
@@ -13,7 +15,10 @@
 #
 # options:
 #   --repeat N          run the scenario N times (images built once); summary + per-step timings
-#   --bin-dir DIR       take drvdom + drvdom-agent from DIR instead of building them
+#   --debs DIR          install drvdom_*.deb + drvdom-agent_*.deb from DIR instead of
+#                       building them with scripts/deb.sh (into target/debian)
+#   --bin-dir DIR       development: no packages; copy drvdom + drvdom-agent from DIR onto
+#                       the guests' PATH, and the driver domain starts the agent by hand
 #   --no-cargo          same as --bin-dir "$CARGO_TARGET_DIR/release" (no build)
 #   --timeout S         limit for one QEMU run (default 1500)
 #   --boot-timeout S    limit for Xen + dom0 to reach their first step (default 600); one retry
@@ -26,7 +31,8 @@
 # Environment: XLAB_CACHE (default /var/tmp/xen-qemu-lab), XLAB_MIRROR, XLAB_SMP (2), XLAB_MEM (4096),
 # XLAB_CPU (QEMU -cpu, default max,-smap,-avx,-avx2,-xsave,-xsaveopt,-xsavec,-xsaves),
 # XLAB_VIF_TIMEOUT (240), XLAB_STALL (480: end a run whose console is silent that long), XLAB_XEN_ARGS, XLAB_DOM0_ARGS, XLAB_XL_VERBOSE (-vvv), XLAB_KPKG,
-# CARGO_TARGET_DIR (default <repo>/target/xen-qemu-lab), XLAB_RESULTS (append one TSV line per step).
+# CARGO_TARGET_DIR (--no-cargo: default <repo>/target/xen-qemu-lab), XLAB_RESULTS (append one
+# TSV line per step).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -201,6 +207,35 @@ check_glibc() {
   log "$(basename "$f"): needs GLIBC_$max (guest has $GUEST_GLIBC): ok"
 }
 
+# The packages: --debs DIR, else built by scripts/deb.sh. Their binaries pass the same glibc
+# check, and dpkg -i in the guests checks their Depends (libc6 >= ...) against the image.
+DEBS_DIR=
+DEB_DRVDOM=
+DEB_AGENT=
+build_debs() {
+  if [ -z "$DEBS_DIR" ]; then
+    command -v cargo >/dev/null || die "cargo not found (needed to build the drvdom packages)"
+    log "building the packages: scripts/deb.sh"
+    local t0=$SECONDS
+    "$REPO/scripts/deb.sh" >&2 || die "scripts/deb.sh failed"
+    log "packages built in $((SECONDS - t0))s"
+    DEBS_DIR=$REPO/target/debian
+  fi
+  DEB_DRVDOM=$(ls -1 "$DEBS_DIR"/drvdom_*_amd64.deb 2>/dev/null | sort -V | tail -n1)
+  DEB_AGENT=$(ls -1 "$DEBS_DIR"/drvdom-agent_*_amd64.deb 2>/dev/null | sort -V | tail -n1)
+  [ -n "$DEB_DRVDOM" ] || die "no drvdom_*_amd64.deb in $DEBS_DIR"
+  [ -n "$DEB_AGENT" ] || die "no drvdom-agent_*_amd64.deb in $DEBS_DIR"
+  local t b; t=$(mktemp -d)
+  dpkg-deb -x "$DEB_DRVDOM" "$t"
+  dpkg-deb -x "$DEB_AGENT" "$t"
+  for b in usr/bin/drvdom usr/sbin/drvdom-xenstored usr/sbin/drvdom-agent; do
+    [ -x "$t/$b" ] || { rm -rf "$t"; die "$b missing from the packages in $DEBS_DIR"; }
+    check_glibc "$t/$b"
+  done
+  rm -rf "$t"
+  log "packages: $(basename "$DEB_DRVDOM") $(basename "$DEB_AGENT")"
+}
+
 BIN_DIR=
 build_bins() {
   if [ -z "$BIN_DIR" ]; then
@@ -226,6 +261,7 @@ build_bins() {
 
 # -------------------------------------------------------------------- run ----
 CLASSIC=0
+INSTALL=debs
 REPEAT=1
 NO_CARGO=0
 AGENT_CMD=
@@ -243,6 +279,7 @@ parse_opts() {
       --classic) CLASSIC=1; shift ;;
       --repeat) REPEAT=$2; shift 2 ;;
       --bin-dir) BIN_DIR=$(cd "$2" && pwd); shift 2 ;;
+      --debs) DEBS_DIR=$(cd "$2" && pwd); shift 2 ;;
       --no-cargo) NO_CARGO=1; shift ;;
       --agent-cmd) AGENT_CMD=$2; shift 2 ;;
       --timeout) TIMEOUT=$2; shift 2 ;;
@@ -256,6 +293,11 @@ parse_opts() {
     esac
   done
   [ -n "$AGENT_CMD" ] || AGENT_CMD='xl devd -F'
+  if [ -n "$DEBS_DIR" ] && { [ -n "$BIN_DIR" ] || ((NO_CARGO)); }; then
+    die "--debs and --bin-dir/--no-cargo exclude each other (packages or bare binaries)"
+  fi
+  # bare binaries (development) only when asked for; packages otherwise
+  if [ -n "$BIN_DIR" ] || ((NO_CARGO)); then INSTALL=bins; else INSTALL=debs; fi
 }
 
 make_payload() {
@@ -264,6 +306,9 @@ make_payload() {
   cp "$HERE"/payload/*.sh "$pl/"
   if ((CLASSIC)); then
     cp "$HERE"/payload/classic/dom0.sh "$HERE"/payload/classic/dd.sh "$pl/"
+  elif [ "$INSTALL" = debs ]; then
+    mkdir -p "$pl/debs"
+    cp "$DEB_DRVDOM" "$DEB_AGENT" "$pl/debs/"
   else
     install -m 755 "$BIN_DIR/drvdom" "$BIN_DIR/drvdom-agent" "$pl/bin/"
   fi
@@ -276,6 +321,7 @@ make_payload() {
     printf 'GUEST_NAME=guest\nGUEST_MEM=256\nGUEST_MAC=00:16:3e:5a:b0:01\nGUEST_MAC2=00:16:3e:5a:b0:02\nGUEST_TIMEOUT=300\n'
     printf 'VIF_TIMEOUT=%q\nPING_TARGET=10.0.2.2\nDOMU_KARGS=%q\n' "${XLAB_VIF_TIMEOUT:-240}" "loglevel=4"
     printf 'XENSTORED=oxenstored\nAGENT_CMD=%q\nXL_VERBOSE=%q\n' "$AGENT_CMD" "${XLAB_XL_VERBOSE:-}"
+    printf 'INSTALL=%q\n' "$INSTALL"
   } > "$pl/lab.env"
   # guest initrd = lab initrd + an appended cpio with the guest script (initramfs archives concatenate)
   local g; g=$(mktemp -d)
@@ -369,7 +415,7 @@ run_once() {
   RUN_DIR=${RUN_DIR_OPT:-$CACHE/runs/$(date +%Y%m%d-%H%M%S)-$$-$idx}
   mkdir -p "$RUN_DIR"
   make_payload
-  log "run dir: $RUN_DIR  mode: $MODE"
+  log "run dir: $RUN_DIR  mode: $MODE$( ((CLASSIC)) || echo " (drvdom from: $INSTALL)")"
   log "booting Xen under QEMU TCG (timeout ${TIMEOUT}s, boot timeout ${BOOT_TIMEOUT}s) ..."
   local retried=0
   boot_once
@@ -444,7 +490,7 @@ cmd_run() {
   parse_opts "$@"
   if ((CLASSIC)); then MODE=classic; STEPS=("${CLASSIC_STEPS[@]}"); else MODE=drvdom; STEPS=("${DRVDOM_STEPS[@]}"); fi
   need_host_tools
-  ((CLASSIC)) || build_bins
+  if ((CLASSIC)); then :; elif [ "$INSTALL" = debs ]; then build_debs; else build_bins; fi
   cmd_build
   local i ok=0 bad=0 consec=0 best=0 t0=$SECONDS
   for ((i = 1; i <= REPEAT; i++)); do

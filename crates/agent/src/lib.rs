@@ -35,9 +35,11 @@ mod bridges;
 mod config;
 mod device;
 mod error;
+mod host;
 mod manage;
 mod publish;
 
 pub use agent::{connect, own_domid, run};
 pub use config::{AgentConfig, LegacyMode};
 pub use error::{Error, Result};
+pub use host::{HostKind, PROC_XEN_REL, XENBUS_DEVICE_REL, probe_host};

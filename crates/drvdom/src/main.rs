@@ -67,6 +67,12 @@ enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages of drvdom and every subcommand into DIR (packaging).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Where drvdom.1, drvdom-pci.1, drvdom-pci-assign.1, ... go (must exist).
+        dir: std::path::PathBuf,
+    },
 }
 
 fn init_tracing(verbose: u8) {
@@ -114,6 +120,17 @@ fn main() -> ExitCode {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateMan { dir } => {
+            let see_also = [
+                "drvdom-agent(8)",
+                "drvdom-xenstored(8)",
+                "xl(1)",
+                "xl.cfg(5)",
+            ];
+            clidoc::write_man_pages(Cli::command(), "1", &see_also, &dir)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::new)
         }
     };
     match result {

@@ -126,6 +126,7 @@ async fn one(
     res
 }
 
+#[allow(clippy::print_stdout)] // the benchmark's report: failing checks
 async fn measure(
     args: &Args,
     host: &SimHost,

@@ -1,7 +1,7 @@
 //! Reading a host file (SPEC.md §1): TOML to [`Topology`], with every
 //! problem reported as an [`xlcfg::Diagnostic`] at file:line:column with a
 //! stable code (`TOPO-UNKNOWN-KEY`, ...). The checks across entries
-//! (§2: duplicates, references, MACs, addresses) are in the `check` module.
+//! (§2: duplicates, references, MACs, addresses) are in the private `check` module.
 //!
 //! Nothing here touches the host: a file with errors produces diagnostics
 //! and no [`Topology`].

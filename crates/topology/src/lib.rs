@@ -9,7 +9,26 @@
 //!   (xl, pciback, the host's xenstore) and the simulated one (crate
 //!   `sim`). Everything that is the same on both (vifs, bridges' desired
 //!   state, permissions: all xenstore) lives here, not behind the trait.
-//! * [`action`]: the steps of a plan.
+//! * [`hostfile`]: reading the host file, every SPEC.md §2 check as a
+//!   placed, coded diagnostic (derived MACs: `"<guest>/<index>"`).
+//! * [`observe`]: domains, devices and the agents' publication from
+//!   xenstore, NICs through [`Host::nics`].
+//! * [`plan`]: the ordered actions, each with its reason ([`action`]).
+//! * [`apply`]: runs them, each idempotent; stops at a failure; resumable.
+//! * [`verify`]: every setup step checked, PASS/FAIL with evidence.
+//! * [`show`]: the host as text, JSON, Graphviz or libvirt XML.
+//! * [`RealHost`] and [`xlconfig`]: the real host (xl, pciback, the
+//!   lossless xl.cfg sync).
+//!
+//! ```
+//! let t = topology::parse_str(
+//!     "version = 1\n[[driver_domain]]\nname = \"dd\"\n[[driver_domain.bridge]]\nname = \"br0\"\n\
+//!      [[guest]]\nname = \"web\"\n[[guest.vif]]\nbackend = \"dd\"\n",
+//!     "host.toml", None, &topology::LoadOptions::default(),
+//! ).unwrap().topology;
+//! assert_eq!(t.guests[0].vifs[0].bridge.as_deref(), Some("br0"));
+//! assert_eq!(t.guests[0].vifs[0].mac, xentypes::MacAddr::derived_xen(b"web/0"));
+//! ```
 //!
 //! Dependencies: this crate knows no simulator.
 

@@ -430,6 +430,14 @@ async fn traffic<H: Host>(
         .collect()
         .await;
     for (p, r) in results {
+        // A probe that got no answer in the parallel pass is tried once
+        // more on its own before it counts as a failure: concurrent first
+        // packets (ARP, a just-forwarding port) can lose the race, a real
+        // break does not answer twice.
+        let r = match r {
+            Ok(ProbeOutcome::NoAnswer(_)) | Err(_) => host.probe(&p.2, &p.3).await,
+            other => other,
+        };
         match r {
             Ok(r) => push_probe(out, &p, r),
             Err(e) => out.push(p.0, p.1.clone(), false, crate::apply::error_chain(&e)),

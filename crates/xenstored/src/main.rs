@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use xenstored::Quotas;
 use xenstored::daemon::{self, Config};
 
@@ -43,6 +43,23 @@ struct Args {
     /// Write the process id to this file (removed on exit).
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
+    /// Write the man page (drvdom-xenstored.8) into DIR and exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_man: Option<PathBuf>,
+}
+
+/// `--generate-man DIR`: checked before the rest, since it needs no --socket.
+fn generate_man(dir: &std::path::Path) -> ExitCode {
+    match clidoc::write_man_pages(Args::command(), "8", &["drvdom(1)", "drvdom-agent(8)"], dir) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)] // the binary's one error report
+            {
+                eprintln!("error: {:#}", anyhow::Error::new(e));
+            }
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -107,7 +124,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(level)
         .init();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    if let Some(dir) = matches.get_one::<PathBuf>("generate_man") {
+        return generate_man(dir);
+    }
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -34,6 +34,18 @@ for s in /etc/xen/scripts/*; do
 done
 echo "wrapped (logged if run): $wrapped" | info scripts
 
+# --- the packages (run.sh's default; --bin-dir puts bare binaries on PATH instead) -------
+# drvdom-agent, and drvdom for `drvdom bridge show`, installed like on a real driver domain.
+# In the background from the start: under TCG on a busy host dpkg takes tens of seconds,
+# which overlap the waits for pcifront and DHCP; the agent step waits for it.
+# --force-unsafe-io: no fsync per file (the disk is a throw-away QEMU snapshot).
+if [ "$INSTALL" = debs ]; then
+  { echo "\$ dpkg --force-unsafe-io -i $(echo $P/debs/drvdom-agent_*.deb $P/debs/drvdom_*.deb)"
+    timeout 600 dpkg --force-unsafe-io -i $P/debs/drvdom-agent_*.deb $P/debs/drvdom_*.deb 2>&1
+    echo "[exit $?]"; } > /tmp/dpkg.log 2>&1 &
+  dpkg_pid=$!
+fi
+
 # --- lspci: the passed-through NIC shows up via pcifront -----------------------------
 modprobe xen-pcifront
 found=
@@ -80,11 +92,32 @@ fi
 
 # --- agent: drvdom-agent builds xenbr0 on the uplink (moving its address + route) --------
 AGENT_LOG=/var/log/drvdom-agent.log
+UNIT=/usr/lib/systemd/system/drvdom-agent.service
+if [ "$INSTALL" = debs ]; then
+  wait $dpkg_pid
+  cat /tmp/dpkg.log >> $EVF.agent
+  ev agent dpkg-query -W -f '${Package} ${Version} ${Status}\n' drvdom-agent drvdom
+  # The admin's one setting: the uplink, in the package's conffile.
+  sed -i "s/^DRVDOM_AGENT_UPLINK=.*/DRVDOM_AGENT_UPLINK=$nic/" /etc/default/drvdom-agent
+  ev agent grep -v '^#' /etc/default/drvdom-agent
+  ev agent grep -E '^(ExecStart|EnvironmentFile|Restart)=' $UNIT
+fi
+AGENT_DESC="drvdom-agent --bridge $BRIDGE --uplink $nic"
+[ "$INSTALL" = debs ] && AGENT_DESC="$(sed -n 's/^ExecStart=//p' $UNIT) with /etc/default/drvdom-agent"
 start_agent() {
-  setsid drvdom-agent --bridge "$BRIDGE" --uplink "$nic" </dev/null >>$AGENT_LOG 2>&1 &
+  if [ "$INSTALL" = debs ]; then
+    # No systemd in this image (PID 1 is lab-init, which runs this script): start the
+    # agent the way drvdom-agent.service does: the conffile's variables in the
+    # environment (EnvironmentFile=), then the unit's own ExecStart line.
+    local exec_start; exec_start=$(sed -n 's/^ExecStart=//p' $UNIT)
+    ( set -a; DRVDOM_AGENT_OPTS=; . /etc/default/drvdom-agent; set +a
+      eval "exec setsid $exec_start" ) </dev/null >>$AGENT_LOG 2>&1 &
+  else
+    setsid drvdom-agent --bridge "$BRIDGE" --uplink "$nic" </dev/null >>$AGENT_LOG 2>&1 &
+  fi
   apid=$!
 }
-echo "\$ drvdom-agent --bridge $BRIDGE --uplink $nic" >> $EVF.agent
+echo "\$ $AGENT_DESC" >> $EVF.agent
 start_agent
 bridge_ready() {
   [ -e /sys/class/net/$BRIDGE/brif/$nic ] && ip -4 addr show dev "$BRIDGE" | grep -q "inet $ip/" &&
@@ -97,7 +130,7 @@ for i in $(seq 1 120); do
 done
 sleep 1
 if bridge_ready && kill -0 $apid 2>/dev/null && ping -c 2 -W 5 "$PING_TARGET" >/tmp/ping.log 2>&1; then
-  result agent PASS "pid=$apid; $BRIDGE ports=[$(ls /sys/class/net/$BRIDGE/brif | tr '\n' ' ' | sed 's/ $//')] $(ip -4 -o addr show dev $BRIDGE | awk '{print $4}'); default $(ip route show default | tr -s ' '); ping $PING_TARGET ok"
+  result agent PASS "$(readlink /proc/$apid/exe) pid=$apid; $BRIDGE ports=[$(ls /sys/class/net/$BRIDGE/brif | tr '\n' ' ' | sed 's/ $//')] $(ip -4 -o addr show dev $BRIDGE | awk '{print $4}'); default $(ip route show default | tr -s ' '); ping $PING_TARGET ok"
 else
   alive=no; kill -0 $apid 2>/dev/null && alive=yes
   ev agent ip addr
@@ -156,7 +189,7 @@ echo "\$ kill -9 $apid" >> $EVF.agent-restart
 kill -9 $apid; wait $apid 2>/dev/null
 old=$apid
 echo "--- agent restarted after kill -9 ---" >> $AGENT_LOG
-echo "\$ drvdom-agent --bridge $BRIDGE --uplink $nic" >> $EVF.agent-restart
+echo "\$ $AGENT_DESC" >> $EVF.agent-restart
 start_agent
 sleep 3
 if kill -0 $apid 2>/dev/null && [ -e /sys/class/net/$BRIDGE/brif/vif$gid.0 ] &&

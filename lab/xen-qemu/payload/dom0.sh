@@ -29,6 +29,20 @@ modprobe xen-pciback
 xl info 2>&1 | grep -E '^(xen_version|xen_caps|nr_cpus|total_memory|free_memory|virt_caps|xen_commandline)' | sed 's/^/@@LAB-INFO /'
 [ -f $P/dom0-hook.sh ] && . $P/dom0-hook.sh
 drv_of() { local d; d=$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null); echo "${d##*/}"; }
+
+# ---- the drvdom package (run.sh's default; --bin-dir puts bare binaries on PATH instead) ----
+# Installed like on a real dom0; every later step runs /usr/bin/drvdom. A failed install
+# shows up as the doctor step's evidence (and `drvdom: command not found` everywhere).
+if [ "$INSTALL" = debs ]; then
+  # --force-unsafe-io: no fsync per file (the root disk is a throw-away QEMU snapshot)
+  runc doctor timeout=600 dpkg --force-unsafe-io -i $P/debs/drvdom_*.deb
+  echo "@@LAB-INFO dpkg -i drvdom (exit $?): $(dpkg-query -W -f '${Package} ${Version} ${Status}' drvdom 2>&1)"
+  echo "@@LAB-INFO drvdom is $(command -v drvdom), $(drvdom --version 2>&1); drvdom-xenstored is $(command -v drvdom-xenstored)"
+  # the agent package's service must do nothing in dom0: run its binary from the package
+  mkdir -p /tmp/agent-pkg && dpkg-deb -x $P/debs/drvdom-agent_*.deb /tmp/agent-pkg
+  msg=$(timeout 30 /tmp/agent-pkg/usr/sbin/drvdom-agent 2>&1); rc=$?
+  echo "@@LAB-INFO packaged drvdom-agent run in dom0: exit $rc: $msg"
+fi
 echo "@@LAB-INFO $NIC_BDF driver at start: $(drv_of $NIC_BDF), netdevs: $(ls /sys/bus/pci/devices/$NIC_BDF/net 2>/dev/null | tr '\n' ' ')"
 
 # ---- doctor: drvdom doctor's PCI checks (IOMMU, pciback) pass ------------------
@@ -38,7 +52,7 @@ iommu=$(grep -iw 'iommu' /tmp/doctor.out | grep -vi 'iommu-group' | head -n1)
 pback=$(grep -i 'pciback' /tmp/doctor.out | head -n1)
 others=$(grep -cwE 'WARN|FAIL' /tmp/doctor.out)
 if [[ $iommu == *PASS* && $pback == *PASS* ]]; then
-  mark doctor PASS "exit $rc; $(echo "$iommu" | tr -s ' ' | cut -c1-100); $(echo "$pback" | tr -s ' ' | cut -c1-100); other lines with WARN/FAIL: $others"
+  mark doctor PASS "$(command -v drvdom): exit $rc; $(echo "$iommu" | tr -s ' ' | cut -c1-100); $(echo "$pback" | tr -s ' ' | cut -c1-100); other lines with WARN/FAIL: $others"
 else
   mark doctor FAIL "exit $rc; iommu='$iommu' pciback='$pback'"
 fi

@@ -21,7 +21,7 @@ pub enum AnyHost {
     /// dom0 of a Xen host.
     Real(RealHost),
     /// A `drvdom lab` host.
-    Sim(sim::SimHost),
+    Sim(Box<sim::SimHost>),
 }
 
 /// Open the host the command line names.
@@ -39,11 +39,11 @@ pub async fn open(lab: Option<&str>) -> anyhow::Result<AnyHost> {
                     "no lab {name:?} is running (start one with `drvdom lab up --detach --lab {name}`)"
                 )));
             }
-            Ok(AnyHost::Sim(
+            Ok(AnyHost::Sim(Box::new(
                 sim::SimHost::open(name, &root)
                     .await
                     .with_context(|| format!("open lab {name}"))?,
-            ))
+            )))
         }
     }
 }
