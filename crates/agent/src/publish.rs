@@ -157,7 +157,10 @@ impl Publisher {
 
     /// Publish every bridge of this domain as the model has it.
     /// `uplinks`: the uplink interface of each bridge this agent built.
-    pub(crate) async fn bridges(&mut self, uplinks: &HashMap<String, String>) -> Result<(), String> {
+    pub(crate) async fn bridges(
+        &mut self,
+        uplinks: &HashMap<String, String>,
+    ) -> Result<(), String> {
         if !self.seeded {
             self.seed().await.map_err(|e| e.to_string())?;
         }
