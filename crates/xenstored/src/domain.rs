@@ -1,38 +1,48 @@
 //! Domains known to the server (cxenstored `xenstored_domain.c`): which are
 //! introduced, their SET_TARGET targets, the permissions of the special
-//! `@introduceDomain`/`@releaseDomain` nodes, and per-domain counters for
-//! the watch and transaction quotas.
+//! `@introduceDomain`/`@releaseDomain` nodes, per-domain counters for the
+//! watch and transaction quotas, the memory a domain holds besides its
+//! nodes (watches, transactions, queued output), and quotas set for one
+//! domain (`CONTROL quota-set`).
 
 use std::collections::HashMap;
 
-use xenstore::{Access, DomId, Perm};
+use xenstore::{Access, DomId, Perm, XsErrno};
+
+use crate::hash::FastState;
+use crate::quota::Quotas;
 
 /// Per-domain state.
 #[derive(Debug, Default, Clone)]
 struct Domain {
     target: Option<DomId>,
+    /// Quotas set for this domain only, applied over the global ones.
+    quotas: Vec<(String, u32)>,
 }
 
 /// The domain table.
 pub(crate) struct Domains {
-    introduced: HashMap<u16, Domain>,
+    introduced: HashMap<u16, Domain, FastState>,
     /// Permissions of `@introduceDomain`.
     pub intro_perms: Vec<Perm>,
     /// Permissions of `@releaseDomain`.
     pub release_perms: Vec<Perm>,
-    watches: HashMap<u16, u32>,
-    transactions: HashMap<u16, u32>,
+    watches: HashMap<u16, u32, FastState>,
+    transactions: HashMap<u16, u32, FastState>,
+    /// Bytes held besides owned nodes: watches, transactions, output.
+    extra: HashMap<u16, u64, FastState>,
 }
 
 impl Domains {
     pub(crate) fn new() -> Domains {
         let n0 = vec![Perm::new(Access::None, DomId::DOM0)];
         Domains {
-            introduced: HashMap::new(),
+            introduced: HashMap::default(),
             intro_perms: n0.clone(),
             release_perms: n0,
-            watches: HashMap::new(),
-            transactions: HashMap::new(),
+            watches: HashMap::default(),
+            transactions: HashMap::default(),
+            extra: HashMap::default(),
         }
     }
 
@@ -62,6 +72,45 @@ impl Domains {
         self.watches.remove(&d.0);
         self.transactions.remove(&d.0);
         was
+    }
+
+    /// The quotas that apply to `d`: `global` with `d`'s own settings.
+    pub(crate) fn quotas_of(&self, d: DomId, global: &Quotas) -> Quotas {
+        let mut q = *global;
+        if let Some(dom) = self.introduced.get(&d.0) {
+            for (name, v) in &dom.quotas {
+                let _ = q.set(name, *v);
+            }
+        }
+        q
+    }
+
+    /// Set quota `name` for domain `d` only (`ENOENT` if not introduced,
+    /// `EINVAL` for an unknown name). Released with the domain.
+    pub(crate) fn set_quota(&mut self, d: DomId, name: &str, v: u32) -> Result<(), XsErrno> {
+        Quotas::default().set(name, v)?;
+        let dom = self.introduced.get_mut(&d.0).ok_or(XsErrno::Enoent)?;
+        dom.quotas.retain(|(n, _)| n != name);
+        dom.quotas.push((name.to_string(), v));
+        Ok(())
+    }
+
+    /// Bytes `d` holds besides its nodes.
+    pub(crate) fn extra(&self, d: DomId) -> u64 {
+        self.extra.get(&d.0).copied().unwrap_or(0)
+    }
+
+    /// Adjust the bytes `d` holds besides its nodes (not kept for dom0,
+    /// which has no quota).
+    pub(crate) fn add_extra(&mut self, d: DomId, delta: i64) {
+        if delta == 0 || d == DomId::DOM0 {
+            return;
+        }
+        let c = self.extra.entry(d.0).or_insert(0);
+        *c = u64::try_from((*c as i64 + delta).max(0)).unwrap_or(0);
+        if *c == 0 {
+            self.extra.remove(&d.0);
+        }
     }
 
     /// The SET_TARGET target of `d`.
@@ -104,7 +153,7 @@ impl Domains {
     }
 }
 
-fn bump(m: &mut HashMap<u16, u32>, d: DomId, delta: i64) {
+fn bump(m: &mut HashMap<u16, u32, FastState>, d: DomId, delta: i64) {
     let c = m.entry(d.0).or_insert(0);
     *c = u32::try_from((i64::from(*c) + delta).max(0)).unwrap_or(u32::MAX);
     if *c == 0 {
@@ -133,5 +182,17 @@ mod tests {
         assert_eq!(d.watches(DomId(5)), 0);
         assert!(!d.release(DomId(5)));
         assert_eq!(d.list(), vec![DomId(6)]);
+        // per-domain quotas
+        let g = Quotas::default();
+        assert_eq!(d.set_quota(DomId(5), "nodes", 9), Err(XsErrno::Enoent));
+        assert_eq!(d.set_quota(DomId(6), "bogus", 9), Err(XsErrno::Einval));
+        d.set_quota(DomId(6), "nodes", 9).unwrap();
+        d.set_quota(DomId(6), "nodes", 10).unwrap();
+        assert_eq!(d.quotas_of(DomId(6), &g).nodes, 10);
+        assert_eq!(d.quotas_of(DomId(6), &g).watches, g.watches);
+        assert_eq!(d.quotas_of(DomId(7), &g), g);
+        d.add_extra(DomId(6), 100);
+        d.add_extra(DomId(6), -40);
+        assert_eq!(d.extra(DomId(6)), 60);
     }
 }

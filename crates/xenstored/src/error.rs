@@ -24,9 +24,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers")]
+    /// Signal handling could not be set up.
+    #[error("cannot set up signal handling")]
     Signal(#[source] std::io::Error),
+    /// The event loop (epoll) failed.
+    #[error("event loop failed")]
+    Poll(#[source] std::io::Error),
 }
 
 /// Result alias.

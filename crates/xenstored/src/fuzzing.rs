@@ -18,10 +18,14 @@ use crate::server::{ConnId, Server};
 /// Feed `data` as described in the module doc; panics only if the server
 /// broke an invariant (malformed output).
 pub fn drive(data: &[u8]) {
+    // small quotas, so that the fuzzer reaches every limit: nodes, watches,
+    // transactions and their size, memory
     let mut s = Server::new(Quotas {
         nodes: 50,
         watches: 8,
         transactions: 3,
+        transaction_nodes: 16,
+        memory: 16 * 1024,
         ..Quotas::default()
     });
     let admin = s.connect(DomId(0));
@@ -55,7 +59,7 @@ pub fn drive(data: &[u8]) {
         let n = usize::from(*len).min(tail.len());
         bufs[i].extend_from_slice(&tail[..n]);
         rest = &tail[n..];
-        match s.feed(conns[i], &bufs[i], usize::MAX) {
+        match s.feed(conns[i], &bufs[i], crate::server::Budget::UNLIMITED) {
             Ok((used, _)) => {
                 bufs[i].drain(..used);
             }

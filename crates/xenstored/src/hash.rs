@@ -46,8 +46,10 @@ impl BuildHasher for FastState {
     }
 }
 
-/// The hasher: absorbs 8 bytes per folded multiply.
-#[derive(Debug)]
+/// The hasher: absorbs 8 bytes per folded multiply. Cloning it forks the
+/// state (the watch index hashes every prefix of a path this way in one
+/// pass).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct FastHasher {
     acc: u64,
 }
@@ -58,19 +60,31 @@ impl FastHasher {
     }
 }
 
+/// The last 0..=7 bytes of an input as one word, without a copy loop:
+/// two overlapping 4-byte reads for 4..=7 bytes, three single bytes for
+/// 1..=3 (the wyhash trick). Unique for a given length, which the caller
+/// mixes in.
+fn tail_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let lo = b[..4].try_into().map_or(0, u32::from_le_bytes);
+        let hi = b[n - 4..].try_into().map_or(0, u32::from_le_bytes);
+        (u64::from(lo) << 32) | u64::from(hi)
+    } else if n > 0 {
+        (u64::from(b[0]) << 16) | (u64::from(b[n / 2]) << 8) | u64::from(b[n - 1])
+    } else {
+        0
+    }
+}
+
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
+            self.mix(c.try_into().map_or(0, u64::from_le_bytes));
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
         // the length keeps "a" + "" apart from "" + "a"
-        self.mix(u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56));
+        self.mix(tail_word(chunks.remainder()) ^ ((bytes.len() as u64) << 56));
     }
 
     fn write_u8(&mut self, i: u8) {
@@ -116,6 +130,32 @@ mod tests {
         assert_ne!(s.hash_one((1u32, "ab")), s.hash_one((1u32, "ba")));
         assert_ne!(s.hash_one((1u32, "")), s.hash_one((1u32, "\0")));
         assert_eq!(s.hash_one((7u32, "x")), s.hash_one((7u32, "x")));
+    }
+
+    #[test]
+    fn short_tails_hash_apart() {
+        let s = FastState::new();
+        let mut seen = HashSet::new();
+        let alphabet = [b'a', b'b', b'0'];
+        // every string of length 0..=7 over a small alphabet
+        let mut all: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..7 {
+            let next: Vec<Vec<u8>> = all
+                .iter()
+                .filter(|v| v.len() == all.last().map_or(0, Vec::len))
+                .flat_map(|v| {
+                    alphabet.iter().map(move |&c| {
+                        let mut w = v.clone();
+                        w.push(c);
+                        w
+                    })
+                })
+                .collect();
+            all.extend(next);
+        }
+        for v in &all {
+            assert!(seen.insert(s.hash_one(v.as_slice())), "{v:?}");
+        }
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //!   `@introduceDomain`/`@releaseDomain`), per-domain quotas. Requests in,
 //!   replies and watch events out; no IO, so it is fuzzed and unit-tested
 //!   directly.
-//! * [`daemon`]: the tokio IO layer — a unix socket for dom0 and, for
-//!   simulation, one socket per introduced domain (`DIR/<domid>.sock`) whose
-//!   clients act as that (unprivileged) domain.
+//! * [`daemon`]: the IO layer — one thread, one epoll, a unix socket for
+//!   dom0 and, for simulation, one socket per introduced domain
+//!   (`DIR/<domid>.sock`) whose clients act as that (unprivileged) domain;
+//!   connections are served in turns by the fair scheduler of [`sched`].
 //!
 //! It sits under everything else in drvdom: the toolstack, the agent and
 //! the simulator all talk to it through the `xenstore` crate's clients.
@@ -30,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+mod arena;
 mod conn;
 mod control;
 pub mod daemon;
@@ -42,6 +44,8 @@ mod intern;
 mod ops;
 mod perms;
 mod quota;
+mod request;
+pub mod sched;
 mod server;
 mod store;
 mod transaction;
@@ -49,5 +53,5 @@ mod tree;
 mod watch;
 
 pub use error::{Error, Result};
-pub use quota::Quotas;
-pub use server::{ConnId, Effect, Server};
+pub use quota::{DEFAULT_MEMORY, Quotas};
+pub use server::{Budget, ConnId, Effect, Server};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use xenstored::Quotas;
-use xenstored::daemon::{self, Config};
+use xenstored::daemon::{self, Config, Stopper};
 
 /// A xenstore server on a unix socket.
 #[derive(Debug, Parser)]
@@ -37,9 +37,18 @@ struct Args {
     /// Permission entries per node.
     #[arg(long, value_name = "N", default_value_t = 5)]
     quota_perms: u32,
-    /// Requests of a domain handled per batch before its replies are sent.
+    /// Requests of a domain handled per turn before its replies are sent.
     #[arg(long, value_name = "N", default_value_t = 20)]
     quota_outstanding: u32,
+    /// Bytes a domain may make the server hold: nodes, watches,
+    /// transactions, queued output (cxenstored -Q memory=; 0: no limit).
+    /// Default: Xen's 2.5 MiB, or 2.5 KiB per node of --quota-nodes if
+    /// that is more.
+    #[arg(long, value_name = "BYTES")]
+    quota_memory: Option<u32>,
+    /// Nodes one transaction may touch (cxenstored -Q transaction-nodes=).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    quota_transaction_nodes: u32,
     /// Write the process id to this file (removed on exit).
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
@@ -62,18 +71,26 @@ fn generate_man(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(xenstored::Error::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(xenstored::Error::Signal)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+/// Stop the daemon on SIGTERM or SIGINT: the signals are blocked in this
+/// (the main) thread before any other starts, so every thread inherits
+/// the mask, and one thread waits for them with sigwait.
+fn stop_on_signals() -> anyhow::Result<impl FnOnce(Stopper)> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| xenstored::Error::Signal(e.into()))?;
+    Ok(move |stopper: Stopper| {
+        std::thread::spawn(move || {
+            if set.wait().is_ok() {
+                stopper.stop();
+            }
+        });
+    })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<()> {
     let mut quotas = Quotas::default();
     quotas.nodes = args.quota_nodes;
     quotas.watches = args.quota_watches;
@@ -81,34 +98,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     quotas.node_size = args.quota_node_size;
     quotas.perms = args.quota_perms;
     quotas.outstanding = args.quota_outstanding;
+    quotas.transaction_nodes = args.quota_transaction_nodes;
+    quotas.memory = args
+        .quota_memory
+        .unwrap_or_else(|| Quotas::memory_for_nodes(args.quota_nodes));
     let mut config = Config::new(&args.socket);
     config.domain_socket_dir = args.domain_socket_dir.clone();
     config.quotas = quotas;
+    // Block the signals before anything else: an early SIGTERM is then
+    // kept pending until the waiter takes it, not lost.
+    let on_ready = stop_on_signals()?;
     if let Some(pid) = &args.pid_file {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("write pid file {}", pid.display()))?;
     }
-    // Install the handlers before serving so an early SIGTERM is not lost.
-    let (tx, rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    tokio::spawn(async move {
-        let _ = tx.send(shutdown_signal().await);
-    });
-    let mut sig_err = None;
-    let result = daemon::run(config, async {
-        if let Ok(Err(e)) = rx.await {
-            sig_err = Some(e);
-        }
-    })
-    .await
-    .with_context(|| format!("serve xenstore on {}", args.socket.display()));
+    let result = daemon::serve(&config, on_ready)
+        .with_context(|| format!("serve xenstore on {}", args.socket.display()));
     if let Some(pid) = &args.pid_file {
         let _ = std::fs::remove_file(pid);
     }
-    result?;
-    if let Some(e) = sig_err {
-        return Err(e);
-    }
-    Ok(())
+    result
 }
 
 fn main() -> ExitCode {
@@ -129,20 +138,7 @@ fn main() -> ExitCode {
         return generate_man(dir);
     }
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            #[allow(clippy::print_stderr)] // the binary's one error report
-            {
-                eprintln!("error: cannot start the async runtime: {e}");
-            }
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(run(args)) {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             #[allow(clippy::print_stderr)] // the binary's one error report

@@ -2,167 +2,251 @@
 //! GET_PERMS, SET_PERMS) over a [`View`], with cxenstored 4.17's
 //! permission, quota and error rules (`xenstored_core.c`).
 //!
-//! Each returns the watch events it causes; the caller fires them at once
-//! or, inside a transaction, queues them for the commit.
+//! Each walks its path once and then works on node handles: the cost of a
+//! request is linear in the length of its path (a 1000-level path costs a
+//! thousand hash probes, not a million), and a DIRECTORY stops as soon as
+//! its reply is too big. Everything a request will need — transaction
+//! entries, nodes, bytes — is checked before anything changes, so a
+//! refused request leaves no trace.
 
 use xenstore::wire::PAYLOAD_MAX;
 use xenstore::{DomId, Perm, XsErrno};
 
 use crate::perms::{Caller, inherit};
 use crate::quota::Quotas;
-use crate::store::{View, nearest};
+use crate::store::{View, Walked};
 use crate::transaction::PendingEvent;
+use crate::tree::{NODE_OVERHEAD, node_cost};
+use crate::watch::WatchIndex;
 
-type Events = Vec<PendingEvent>;
+/// The path component starting at byte `at`.
+fn component(path: &str, at: usize) -> &[u8] {
+    let b = &path.as_bytes()[at.min(path.len())..];
+    let end = b.iter().position(|&c| c == b'/').unwrap_or(b.len());
+    &b[..end]
+}
 
-/// The error for a missing node: `EACCES` if the caller may not `write`
-/// (or read) the nearest existing ancestor, else `ENOENT` (cxenstored
-/// `errno_from_parents`: do not reveal what one may not see).
-fn missing(view: &mut dyn View, caller: &Caller, path: &str, write: bool) -> XsErrno {
-    let (perms, _) = nearest(view, path);
-    let ok = if write {
-        caller.can_write(&perms)
+/// Number of components from byte `at` on.
+fn components_from(path: &str, at: usize) -> usize {
+    if at >= path.len() {
+        0
     } else {
-        caller.can_read(&perms)
+        path.as_bytes()[at..].iter().filter(|&&c| c == b'/').count() + 1
+    }
+}
+
+/// The error for a missing node: `EACCES` if the caller may not write (or
+/// read) the nearest existing ancestor, else `ENOENT` (cxenstored
+/// `errno_from_parents`: do not reveal what one may not see). A
+/// transaction records the ancestor and the absence.
+fn missing<V: View>(
+    v: &mut V,
+    caller: &Caller,
+    w: &Walked<V::H>,
+    path: &str,
+    write: bool,
+) -> XsErrno {
+    if let Err(e) = v.touch(w.deepest) {
+        return e;
+    }
+    if let Err(e) = v.touch_absent(w.deepest, component(path, w.rest)) {
+        return e;
+    }
+    let p = v.perms(w.deepest);
+    let ok = if write {
+        caller.can_write(p)
+    } else {
+        caller.can_read(p)
     };
     if ok { XsErrno::Enoent } else { XsErrno::Eacces }
 }
 
-fn readable(view: &mut dyn View, caller: &Caller, path: &str) -> Result<Vec<Perm>, XsErrno> {
-    match view.perms(path) {
-        Some(p) if caller.can_read(&p) => Ok(p),
-        Some(_) => Err(XsErrno::Eacces),
-        None => Err(missing(view, caller, path, false)),
+/// The node at `path` if the caller may read it.
+fn readable<V: View>(v: &mut V, caller: &Caller, path: &str) -> Result<V::H, XsErrno> {
+    let w = v.walk(path);
+    match w.node {
+        Some(h) => {
+            v.touch(h)?;
+            if caller.can_read(v.perms(h)) {
+                Ok(h)
+            } else {
+                Err(XsErrno::Eacces)
+            }
+        }
+        None => Err(missing(v, caller, &w, path, false)),
     }
 }
 
 /// READ: append the value to `out`.
-pub(crate) fn read(
-    view: &mut dyn View,
+pub(crate) fn read<V: View>(
+    v: &mut V,
     caller: &Caller,
     path: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), XsErrno> {
-    readable(view, caller, path)?;
-    view.read_into(path, out);
+    let h = readable(v, caller, path)?;
+    out.extend_from_slice(v.value(h));
     Ok(())
 }
 
-/// Create `path` and its missing ancestors (each copying its parent's
-/// permissions, owned by the creator if unprivileged).
-fn create_path(
-    view: &mut dyn View,
+/// Create the missing part of `path` (each new node copying its parent's
+/// permissions, owned by the creator if unprivileged); the last node gets
+/// `value`. Returns the new node.
+fn create_path<V: View>(
+    v: &mut V,
     caller: &Caller,
     quotas: &Quotas,
     path: &str,
+    w: &Walked<V::H>,
     value: &[u8],
-) -> Result<Events, XsErrno> {
-    let (mut perms, missing_count) = nearest(view, path);
-    if !caller.can_write(&perms) {
+) -> Result<V::H, XsErrno> {
+    v.touch(w.deepest)?;
+    let parent = v.perms(w.deepest);
+    if !caller.can_write(parent) {
         return Err(XsErrno::Eacces);
     }
+    let perms = inherit(caller, parent);
+    let missing = components_from(path, w.rest);
+    if missing > v.room() {
+        return Err(XsErrno::Enospc);
+    }
     if !caller.privileged() {
-        let owned = view.owned_by(caller.domid);
-        let limit = u64::from(quotas.nodes);
-        if u64::from(owned) + missing_count as u64 > limit {
+        let owned = u64::from(v.usage(caller.domid).nodes);
+        if owned + missing as u64 > u64::from(quotas.nodes) {
             return Err(XsErrno::Enospc);
         }
+        let names = path.len() - w.rest - (missing - 1);
+        let cost = node_cost(names, value.len(), perms.len())
+            + (missing as u64 - 1) * node_cost(0, 0, perms.len());
+        v.reserve(cost)?;
     }
-    // the missing paths, shallowest first
-    let mut todo: Vec<&str> = Vec::with_capacity(missing_count);
-    let mut cur = path;
-    for _ in 0..missing_count {
-        todo.push(cur);
-        cur = xenstore::path::parent(cur).unwrap_or("/");
+    let mut cur = w.deepest;
+    let mut at = w.rest;
+    for i in 0..missing {
+        let name = component(path, at);
+        let val: &[u8] = if i + 1 == missing { value } else { b"" };
+        cur = v.create(cur, name, val, &perms);
+        at += name.len() + 1;
     }
-    for (i, p) in todo.iter().rev().enumerate() {
-        perms = inherit(caller, &perms);
-        let v: &[u8] = if i + 1 == missing_count { value } else { b"" };
-        view.create(p, v, &perms);
-    }
-    Ok(vec![(path.to_string(), false, perms)])
+    Ok(cur)
 }
 
-/// WRITE: create or replace.
-pub(crate) fn write(
-    view: &mut dyn View,
+/// WRITE: create or replace; returns the node to fire watches for.
+pub(crate) fn write<V: View>(
+    v: &mut V,
     caller: &Caller,
     quotas: &Quotas,
     path: &str,
     value: &[u8],
-) -> Result<Events, XsErrno> {
+) -> Result<V::H, XsErrno> {
     if !caller.privileged() && value.len() > quotas.node_size as usize {
         return Err(XsErrno::Enospc);
     }
-    match view.perms(path) {
-        Some(p) if caller.can_write(&p) => {
-            view.set_value(path, value);
-            Ok(vec![(path.to_string(), false, p)])
+    let w = v.walk(path);
+    match w.node {
+        Some(h) => {
+            v.touch(h)?;
+            if !caller.can_write(v.perms(h)) {
+                return Err(XsErrno::Eacces);
+            }
+            let old = v.value(h).len();
+            if !caller.privileged() && value.len() > old {
+                v.reserve((value.len() - old) as u64)?;
+            }
+            v.set_value(h, value);
+            Ok(h)
         }
-        Some(_) => Err(XsErrno::Eacces),
-        None => create_path(view, caller, quotas, path, value),
+        None => create_path(v, caller, quotas, path, &w, value),
     }
 }
 
-/// MKDIR: create if absent, keep an existing node as it is.
-pub(crate) fn mkdir(
-    view: &mut dyn View,
+/// MKDIR: create if absent (returns the new node), keep an existing node
+/// as it is (`None`: nothing changed, no event).
+pub(crate) fn mkdir<V: View>(
+    v: &mut V,
     caller: &Caller,
     quotas: &Quotas,
     path: &str,
-) -> Result<Events, XsErrno> {
-    match view.perms(path) {
-        Some(p) if caller.can_write(&p) => Ok(Vec::new()),
-        Some(_) => Err(XsErrno::Eacces),
-        None => create_path(view, caller, quotas, path, b""),
+) -> Result<Option<V::H>, XsErrno> {
+    let w = v.walk(path);
+    match w.node {
+        Some(h) => {
+            v.touch(h)?;
+            if caller.can_write(v.perms(h)) {
+                Ok(None)
+            } else {
+                Err(XsErrno::Eacces)
+            }
+        }
+        None => create_path(v, caller, quotas, path, &w, b"").map(Some),
     }
 }
 
-/// RM: remove a subtree. The root fires watches at and above it; each
-/// removed descendant fires only watches on exactly its path (WIRE.md §7).
-pub(crate) fn rm(
-    view: &mut dyn View,
+/// RM: remove a subtree. Its events go to `events`: the root fires
+/// watches at and above it; each removed descendant fires only watches on
+/// exactly its path (WIRE.md §7). Inside a transaction the subtree must
+/// fit the transaction's node limit (`ENOSPC`, as cxenstored counts each
+/// removed node as accessed), checked before anything is removed.
+pub(crate) fn rm<V: View>(
+    v: &mut V,
     caller: &Caller,
     path: &str,
-    want_paths: bool,
-) -> Result<Events, XsErrno> {
+    watches: &WatchIndex,
+    events: &mut Vec<PendingEvent>,
+) -> Result<(), XsErrno> {
     if path == "/" {
         return Err(XsErrno::Einval);
     }
-    match view.perms(path) {
-        Some(p) if caller.can_write(&p) => {}
-        Some(_) => return Err(XsErrno::Eacces),
-        None => {
-            let e = missing(view, caller, path, true);
-            let parent_exists =
-                xenstore::path::parent(path).is_some_and(|pp| view.perms(pp).is_some());
-            return if e == XsErrno::Enoent && parent_exists {
-                Ok(Vec::new())
-            } else {
-                Err(e)
-            };
-        }
+    let w = v.walk(path);
+    let Some(h) = w.node else {
+        let e = missing(v, caller, &w, path, true);
+        // a missing node whose parent exists is fine (cx `do_rm`)
+        return if e == XsErrno::Enoent && components_from(path, w.rest) == 1 {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    };
+    v.touch(h)?;
+    if !caller.can_write(v.perms(h)) {
+        return Err(XsErrno::Eacces);
     }
-    let removed = view.remove(path, want_paths);
-    Ok(removed
-        .into_iter()
-        .enumerate()
-        .map(|(i, (p, perms))| (p, i > 0, perms))
-        .collect())
+    let room = v.room();
+    if room != usize::MAX {
+        // the subtree plus its parent, counted without walking past the limit
+        let n = v.subtree_size(h, room);
+        if n + 1 > room {
+            return Err(XsErrno::Enospc);
+        }
+        v.reserve((n * NODE_OVERHEAD) as u64)?;
+    }
+    if let Some(p) = v.parent_of(h) {
+        v.touch(p)?;
+    }
+    v.remove(h, path, watches, events);
+    Ok(())
 }
 
 /// DIRECTORY: child names, each NUL-terminated; `E2BIG` over 4096 bytes
-/// (cxenstored; use DIRECTORY_PART).
-pub(crate) fn directory(
-    view: &mut dyn View,
+/// (cxenstored; use DIRECTORY_PART). Stops listing as soon as the reply is
+/// too big, so a directory of 60,000 children costs no more than one of
+/// 600.
+pub(crate) fn directory<V: View>(
+    v: &mut V,
     caller: &Caller,
     path: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), XsErrno> {
-    readable(view, caller, path)?;
+    let h = readable(v, caller, path)?;
     let start = out.len();
-    view.children_into(path, out);
-    if out.len() - start > PAYLOAD_MAX {
+    let mut too_big = false;
+    v.list_children(h, &mut |name| {
+        out.extend_from_slice(name);
+        out.push(0);
+        too_big = out.len() - start > PAYLOAD_MAX;
+        !too_big
+    });
+    if too_big {
         out.truncate(start);
         return Err(XsErrno::E2big);
     }
@@ -170,60 +254,55 @@ pub(crate) fn directory(
 }
 
 /// DIRECTORY_PART: `<generation>\0` then the child list from byte `offset`,
-/// as much as fits in a reply, plus a final `\0` when the end is reached
-/// (cxenstored `send_directory_part`).
-pub(crate) fn directory_part(
-    view: &mut dyn View,
+/// as many strings as fit in a reply, plus a final `\0` when the end is
+/// reached (cxenstored `send_directory_part`; an offset inside a name
+/// starts with the rest of that name, as there).
+pub(crate) fn directory_part<V: View>(
+    v: &mut V,
     caller: &Caller,
     path: &str,
     offset: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), XsErrno> {
-    readable(view, caller, path)?;
-    let generation = view.generation(path).unwrap_or(0);
-    let mut list = Vec::new();
-    view.children_into(path, &mut list);
-    let gen_text = generation.to_string();
+    let h = readable(v, caller, path)?;
+    let gen_text = v.generation(h).to_string();
     out.extend_from_slice(gen_text.as_bytes());
     out.push(0);
-    let off = usize::try_from(offset).unwrap_or(usize::MAX);
-    if off >= list.len() {
-        out.push(0);
-        return Ok(());
-    }
     let maxlen = PAYLOAD_MAX - (gen_text.len() + 1) - 1;
-    let rest = &list[off..];
-    let mut len = 0;
-    loop {
-        let name_len = rest[len..]
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(rest.len() - len);
-        if len + name_len >= maxlen {
-            break;
+    let off = usize::try_from(offset).unwrap_or(usize::MAX);
+    let mut len = 0usize; // bytes emitted
+    let mut full = false;
+    v.list_children_from(h, off, &mut |pos, name| {
+        let end = pos + name.len() + 1;
+        if end <= off {
+            return true;
         }
-        len += name_len + 1;
-        if len >= rest.len() {
-            break;
+        let part = &name[off.saturating_sub(pos).min(name.len())..];
+        if len + part.len() + 1 > maxlen {
+            full = true;
+            return false;
         }
-    }
-    let len = len.min(rest.len());
-    out.extend_from_slice(&rest[..len]);
-    if len == rest.len() {
+        out.extend_from_slice(part);
+        out.push(0);
+        len += part.len() + 1;
+        true
+    });
+    if !full {
+        // the end of the list (or an offset past it)
         out.push(0);
     }
     Ok(())
 }
 
 /// GET_PERMS.
-pub(crate) fn get_perms(
-    view: &mut dyn View,
+pub(crate) fn get_perms<V: View>(
+    v: &mut V,
     caller: &Caller,
     path: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), XsErrno> {
-    let perms = readable(view, caller, path)?;
-    for p in perms {
+    let h = readable(v, caller, path)?;
+    for p in v.perms(h) {
         out.extend_from_slice(p.to_string().as_bytes());
         out.push(0);
     }
@@ -232,25 +311,27 @@ pub(crate) fn get_perms(
 
 /// SET_PERMS: needs write access and ownership; only dom0 may change the
 /// owner (`EPERM`); the owner must be a known domain (`ENOENT`, cx).
-pub(crate) fn set_perms(
-    view: &mut dyn View,
+pub(crate) fn set_perms<V: View>(
+    v: &mut V,
     caller: &Caller,
     quotas: &Quotas,
     path: &str,
     perms: &[Perm],
     known: &dyn Fn(DomId) -> bool,
-) -> Result<Events, XsErrno> {
+) -> Result<V::H, XsErrno> {
     if !caller.privileged() && perms.len() > quotas.perms as usize {
         return Err(XsErrno::Enospc);
     }
-    let old = match view.perms(path) {
-        Some(p) => p,
-        None => return Err(missing(view, caller, path, true)),
+    let w = v.walk(path);
+    let Some(h) = w.node else {
+        return Err(missing(v, caller, &w, path, true));
     };
+    v.touch(h)?;
+    let old = v.perms(h);
     let owner = old.first().map(|p| p.domid);
     let is_owner =
         caller.privileged() || owner.is_some_and(|o| o == caller.domid || Some(o) == caller.target);
-    if !caller.can_write(&old) || !is_owner {
+    if !caller.can_write(old) || !is_owner {
         return Err(XsErrno::Eacces);
     }
     let new_owner = perms.first().map(|p| p.domid);
@@ -262,148 +343,14 @@ pub(crate) fn set_perms(
             return Err(XsErrno::Enoent);
         }
     }
-    view.set_perms(path, perms);
-    Ok(vec![(path.to_string(), false, perms.to_vec())])
+    let grow = perms.len().saturating_sub(old.len());
+    if !caller.privileged() && grow > 0 {
+        v.reserve(8 * grow as u64)?;
+    }
+    v.set_perms(h, perms);
+    Ok(h)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Direct;
-    use crate::tree::Tree;
-
-    fn dom(d: u16) -> Caller {
-        Caller {
-            domid: DomId(d),
-            target: None,
-        }
-    }
-
-    fn perms(s: &str) -> Vec<Perm> {
-        s.parse::<xenstore::PermList>().unwrap().entries().to_vec()
-    }
-
-    #[test]
-    fn write_creates_parents_inheriting_perms() {
-        let mut t = Tree::new();
-        let q = Quotas::default();
-        let mut v = Direct(&mut t);
-        write(&mut v, &dom(0), &q, "/a", b"").unwrap();
-        set_perms(&mut v, &dom(0), &q, "/a", &perms("n0 b5"), &|_| true).unwrap();
-        let ev = write(&mut v, &dom(5), &q, "/a/b/c", b"v").unwrap();
-        assert_eq!(ev, vec![("/a/b/c".to_string(), false, perms("n5 b5"))]);
-        assert_eq!(v.perms("/a/b").unwrap(), perms("n5 b5"));
-        let mut out = Vec::new();
-        read(&mut v, &dom(5), "/a/b/c", &mut out).unwrap();
-        assert_eq!(out, b"v");
-        // dom6 can neither read nor learn what exists
-        assert_eq!(
-            read(&mut v, &dom(6), "/a/b/c", &mut out),
-            Err(XsErrno::Eacces)
-        );
-        assert_eq!(
-            read(&mut v, &dom(6), "/a/nope", &mut out),
-            Err(XsErrno::Eacces)
-        );
-        assert_eq!(
-            read(&mut v, &dom(0), "/a/nope", &mut out),
-            Err(XsErrno::Enoent)
-        );
-        assert_eq!(
-            write(&mut v, &dom(6), &q, "/a/x", b""),
-            Err(XsErrno::Eacces)
-        );
-    }
-
-    #[test]
-    fn quotas_for_unprivileged_only() {
-        let mut t = Tree::new();
-        let q = Quotas {
-            nodes: 3,
-            ..Quotas::default()
-        };
-        let mut v = Direct(&mut t);
-        write(&mut v, &dom(0), &q, "/d", b"").unwrap();
-        set_perms(&mut v, &dom(0), &q, "/d", &perms("b0"), &|_| true).unwrap();
-        write(&mut v, &dom(5), &q, "/d/a/b", b"").unwrap();
-        write(&mut v, &dom(5), &q, "/d/c", b"").unwrap();
-        assert_eq!(
-            write(&mut v, &dom(5), &q, "/d/e", b""),
-            Err(XsErrno::Enospc)
-        );
-        let big = vec![b'x'; 2049];
-        assert_eq!(
-            write(&mut v, &dom(5), &q, "/d/c", &big),
-            Err(XsErrno::Enospc)
-        );
-        write(&mut v, &dom(0), &q, "/d/c", &big).unwrap();
-        assert_eq!(
-            set_perms(
-                &mut v,
-                &dom(5),
-                &q,
-                "/d/a",
-                &perms("n5 r1 r2 r3 r4 r6"),
-                &|_| true
-            ),
-            Err(XsErrno::Enospc)
-        );
-        assert_eq!(
-            set_perms(&mut v, &dom(5), &q, "/d/a", &perms("n6"), &|_| true),
-            Err(XsErrno::Eperm)
-        );
-        rm(&mut v, &dom(5), "/d/a", false).unwrap();
-        write(&mut v, &dom(5), &q, "/d/e", b"").unwrap();
-    }
-
-    #[test]
-    fn rm_rules() {
-        let mut t = Tree::new();
-        let q = Quotas::default();
-        let mut v = Direct(&mut t);
-        write(&mut v, &dom(0), &q, "/a/b/c", b"").unwrap();
-        assert_eq!(rm(&mut v, &dom(0), "/", true), Err(XsErrno::Einval));
-        assert_eq!(rm(&mut v, &dom(0), "/a/missing", true), Ok(vec![]));
-        assert_eq!(
-            rm(&mut v, &dom(0), "/a/missing/deeper", true),
-            Err(XsErrno::Enoent)
-        );
-        let ev = rm(&mut v, &dom(0), "/a", true).unwrap();
-        let paths: Vec<(&str, bool)> = ev.iter().map(|(p, e, _)| (p.as_str(), *e)).collect();
-        assert_eq!(paths, vec![("/a", false), ("/a/b", true), ("/a/b/c", true)]);
-    }
-
-    #[test]
-    fn directory_part_chunks() {
-        let mut t = Tree::new();
-        let q = Quotas::default();
-        let mut v = Direct(&mut t);
-        for i in 0..1000 {
-            write(&mut v, &dom(0), &q, &format!("/d/child{i:04}"), b"").unwrap();
-        }
-        let mut out = Vec::new();
-        assert_eq!(
-            directory(&mut v, &dom(0), "/d", &mut out),
-            Err(XsErrno::E2big)
-        );
-        let mut names = Vec::new();
-        let mut off = 0u64;
-        loop {
-            let mut out = Vec::new();
-            directory_part(&mut v, &dom(0), "/d", off, &mut out).unwrap();
-            assert!(out.len() <= PAYLOAD_MAX);
-            let i = out.iter().position(|&b| b == 0).unwrap();
-            let body = &out[i + 1..];
-            let done = body.ends_with(b"\0\0") || body == b"\0";
-            for n in body.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-                off += n.len() as u64 + 1;
-                names.push(String::from_utf8(n.to_vec()).unwrap());
-            }
-            if done {
-                break;
-            }
-        }
-        assert_eq!(names.len(), 1000);
-        assert_eq!(names[999], "child0999");
-    }
-}
+#[path = "ops_tests.rs"]
+mod tests;

@@ -339,9 +339,9 @@ fn feed_handles_pipelined_requests_and_rejects_oversize() {
             .encode_into(&mut bytes);
     }
     let half = bytes.len() - 5;
-    let (used, n) = s.feed(c, &bytes[..half], usize::MAX).unwrap();
+    let (used, n) = s.feed(c, &bytes[..half], Budget::UNLIMITED).unwrap();
     assert_eq!(n, 63);
-    let (used2, n2) = s.feed(c, &bytes[used..], usize::MAX).unwrap();
+    let (used2, n2) = s.feed(c, &bytes[used..], Budget::UNLIMITED).unwrap();
     assert_eq!((used + used2, n + n2), (bytes.len(), 64));
     let out = s.take_output(c);
     assert_eq!(out.len(), 64 * (HEADER_LEN + 3));
@@ -352,7 +352,7 @@ fn feed_handles_pipelined_requests_and_rejects_oversize() {
         len: 4097,
     }
     .encode();
-    assert!(s.feed(c, &big, usize::MAX).is_err());
+    assert!(s.feed(c, &big, Budget::UNLIMITED).is_err());
 }
 
 #[test]

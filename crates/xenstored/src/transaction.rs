@@ -1,464 +1,626 @@
 //! Transactions (cxenstored 4.17 `xenstored_transaction.c`, WIRE.md §8).
 //!
-//! A transaction is an overlay over the live tree: every node it reads or
-//! writes is recorded with the generation it had in the tree at first
-//! access (or as absent), and nodes it changes get a private copy. Commit
-//! fails with `EAGAIN` if any recorded node changed in the tree since
-//! (unrelated changes do not conflict); creating or removing a node also
-//! changes its parent's child list, so it records the parent too. Watch
-//! events are queued and fired only by a successful commit.
+//! A transaction is an overlay over the live tree. Every node it accesses
+//! is recorded once ("touched") with the generation it had then, and gets
+//! a private snapshot of its value and permissions; nodes it creates,
+//! changes or removes live only in the overlay until commit. Commit fails
+//! with `EAGAIN` if any recorded node changed in the tree since (unrelated
+//! changes do not conflict); creating or removing a node also changes its
+//! parent's child list, so it records the parent too. Watch events are
+//! queued and fired only by a successful commit.
+//!
+//! The overlay is shaped like the tree, so every cost is linear in the
+//! length of a path: an existing node's entry is keyed by its node id, an
+//! entry for a path that did not exist (read as absent, or created here)
+//! by (parent, name). Nothing stores whole paths. Each entry counts
+//! against the per-transaction node limit (cx `transaction-nodes`, 1024)
+//! and its bytes against the domain's memory quota, and all of it is freed
+//! when the transaction ends, however it ends.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
+use hashbrown::HashTable;
 use xenstore::{DomId, Perm, XsErrno};
 
 use crate::hash::FastState;
-use crate::store::{Removed, View};
-use crate::tree::{Tree, components};
-
-/// A node as a transaction changed it.
-#[derive(Debug, Clone)]
-struct TxNode {
-    value: Vec<u8>,
-    perms: Vec<Perm>,
-    children: Vec<String>,
-}
-
-#[derive(Debug)]
-enum State {
-    /// Not changed: the tree's node (or its absence) is what we see.
-    Same,
-    /// Removed in this transaction.
-    Deleted,
-    /// Created or changed in this transaction.
-    Present(TxNode),
-}
-
-#[derive(Debug)]
-struct Entry {
-    /// Generation in the tree at first access; `None` = absent then.
-    base: Option<u64>,
-    state: State,
-}
+use crate::store::{View, Walked};
+use crate::tree::{NodeId, Tree, Usage, node_cost};
+use crate::watch::WatchIndex;
 
 /// A queued watch event: path, exact-match only (RM descendants), perms.
 pub(crate) type PendingEvent = (String, bool, Vec<Perm>);
 
+/// A node of a transaction's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cur {
+    /// An existing node of the tree (possibly changed in the overlay).
+    Live(NodeId),
+    /// A node that exists only in the overlay (entry index).
+    Tx(u32),
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    value: Vec<u8>,
+    perms: Vec<Perm>,
+    /// Changed in this transaction.
+    dirty: bool,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Absent at first access (entries keyed by parent and name).
+    Absent,
+    /// Removed in this transaction.
+    Deleted,
+    /// Present: the snapshot, or the node as this transaction made it.
+    Node(Snapshot),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// For overlay-only entries: where the entry hangs.
+    parent: Cur,
+    /// For overlay-only entries: the name (empty for tree nodes).
+    name: Box<[u8]>,
+    /// For entries of tree nodes: the node.
+    live: Option<NodeId>,
+    /// Generation of the tree node at first access.
+    base: u32,
+    /// For overlay-only entries: check at commit that the tree still has
+    /// no such child (false when the node was only absent because this
+    /// transaction had removed it).
+    check_absent: bool,
+    state: State,
+    /// Overlay-only entries below this one that were created, in order.
+    kids: Vec<u32>,
+    /// True while listed in the parent's `kids`.
+    listed: bool,
+}
+
 /// One open transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
-    entries: HashMap<String, Entry, FastState>,
+    entries: Vec<Entry>,
+    by_live: HashMap<NodeId, u32, FastState>,
+    by_name: HashTable<u32>,
+    hasher: FastState,
     /// Events to fire if the commit succeeds.
     pub events: Vec<PendingEvent>,
-    owner_delta: HashMap<u16, i64, FastState>,
+    /// Per owning domain: (nodes, bytes) this transaction adds.
+    owner_delta: HashMap<u16, (i64, i64), FastState>,
+    /// Bytes charged to the domain for this transaction.
+    pub mem: u64,
+}
+
+fn key_hash(hasher: &FastState, parent: Cur, name: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    match parent {
+        Cur::Live(id) => h.write_u64(u64::from(id)),
+        Cur::Tx(e) => h.write_u64((1 << 32) | u64::from(e)),
+    }
+    h.write(name);
+    h.finish()
 }
 
 impl Transaction {
-    /// Number of nodes this transaction has touched.
+    /// Number of nodes this transaction has recorded.
+    #[cfg(test)]
     pub(crate) fn touched(&self) -> usize {
         self.entries.len()
     }
 
-    fn record(&mut self, tree: &Tree, path: &str) -> &mut Entry {
-        if !self.entries.contains_key(path) {
-            let base = tree.lookup(path).map(|id| tree.generation(id));
-            self.entries.insert(
-                path.to_string(),
-                Entry {
-                    base,
-                    state: State::Same,
-                },
-            );
-        }
-        // just inserted or already present
-        self.entries.get_mut(path).unwrap_or_else(|| unreachable!())
+    /// Node count changes per owning domain (for the quota check at
+    /// commit: parallel transactions each stay under the quota alone).
+    pub(crate) fn node_deltas(&self) -> impl Iterator<Item = (DomId, i64)> + '_ {
+        self.owner_delta.iter().map(|(&d, &(n, _))| (DomId(d), n))
     }
 
-    /// Make the transaction's own copy of an existing node.
-    fn own(&mut self, tree: &Tree, path: &str) -> Option<&mut TxNode> {
-        let e = self.record(tree, path);
-        if let State::Same = e.state {
-            let id = tree.lookup(path)?;
-            e.state = State::Present(TxNode {
-                value: tree.value(id).to_vec(),
-                perms: tree.perms(id).to_vec(),
-                children: tree
-                    .children(id)
-                    .map(|c| tree.name(c).to_string())
-                    .collect(),
-            });
+    fn named(&self, parent: Cur, name: &[u8]) -> Option<u32> {
+        if self.by_name.is_empty() {
+            return None;
         }
-        match &mut e.state {
-            State::Present(n) => Some(n),
-            State::Same | State::Deleted => None,
+        let h = key_hash(&self.hasher, parent, name);
+        let entries = &self.entries;
+        self.by_name
+            .find(h, |&e| {
+                let x = &entries[e as usize];
+                x.parent == parent && *x.name == *name
+            })
+            .copied()
+    }
+
+    fn entry_of(&self, c: Cur) -> Option<&Entry> {
+        match c {
+            Cur::Live(id) => self
+                .by_live
+                .get(&id)
+                .and_then(|&e| self.entries.get(e as usize)),
+            Cur::Tx(e) => self.entries.get(e as usize),
         }
     }
 
-    fn count_owner(&mut self, perms: &[Perm], delta: i64) {
-        if let Some(o) = perms.first() {
-            *self.owner_delta.entry(o.domid.0).or_insert(0) += delta;
+    fn entry_index(&self, c: Cur) -> Option<u32> {
+        match c {
+            Cur::Live(id) => self.by_live.get(&id).copied(),
+            Cur::Tx(e) => Some(e),
         }
     }
 
-    /// Check every recorded node against the tree, then apply the changes.
-    /// On `Err(EAGAIN)` nothing was applied.
-    pub(crate) fn commit(self, tree: &mut Tree) -> Result<Vec<PendingEvent>, XsErrno> {
-        for (path, e) in &self.entries {
-            let now = tree.lookup(path).map(|id| tree.generation(id));
-            if now != e.base {
-                return Err(XsErrno::Eagain);
-            }
+    fn snapshot_mut(&mut self, c: Cur) -> Option<&mut Snapshot> {
+        let e = self.entry_index(c)?;
+        match &mut self.entries.get_mut(e as usize)?.state {
+            State::Node(s) => Some(s),
+            State::Absent | State::Deleted => None,
         }
-        let mut deleted: Vec<&str> = Vec::new();
-        let mut present: Vec<(&str, &TxNode)> = Vec::new();
-        for (path, e) in &self.entries {
-            match &e.state {
-                State::Same => {}
-                State::Deleted => deleted.push(path),
-                State::Present(n) => present.push((path, n)),
-            }
-        }
-        let depth = |p: &str| components(p).count();
-        deleted.sort_by_key(|p| depth(p));
-        for p in deleted {
-            if let Some(id) = tree.lookup(p) {
-                tree.remove(id);
-            }
-        }
-        // Create shallow nodes first and siblings in the order the
-        // transaction created them (its copy of the parent's child list),
-        // so DIRECTORY keeps creation order.
-        let mut order: HashMap<&str, HashMap<&str, usize, FastState>, FastState> =
-            HashMap::default();
-        for (p, n) in &present {
-            order.insert(
-                p,
-                n.children
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.as_str(), i))
-                    .collect(),
-            );
-        }
-        let position = |p: &str| -> usize {
-            let parent = xenstore::path::parent(p).unwrap_or("/");
-            let name = components(p).last().unwrap_or("");
-            order
-                .get(parent)
-                .and_then(|m| m.get(name))
-                .copied()
-                .unwrap_or(0)
+    }
+
+    fn push(&mut self, e: Entry) -> u32 {
+        self.entries.push(e);
+        u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    fn index_name(&mut self, i: u32) {
+        let h = {
+            let e = &self.entries[i as usize];
+            key_hash(&self.hasher, e.parent, &e.name)
         };
-        present.sort_by_cached_key(|(p, _)| (depth(p), position(p)));
-        for (p, n) in present {
-            match tree.lookup(p) {
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.by_name.insert_unique(h, i, |&x| {
+            let e = &entries[x as usize];
+            key_hash(hasher, e.parent, &e.name)
+        });
+    }
+
+    fn count_owner(&mut self, perms: &[Perm], nodes: i64, bytes: i64) {
+        if let Some(o) = perms.first() {
+            let d = self.owner_delta.entry(o.domid.0).or_insert((0, 0));
+            d.0 += nodes;
+            d.1 += bytes;
+        }
+    }
+
+    /// Check every recorded node against the tree, then apply the changes
+    /// (removals first, then changes, then creations parents first and in
+    /// creation order, so DIRECTORY keeps creation order). Events for
+    /// removed descendants with watches of their own are added here, from
+    /// the tree as it is at commit. On `Err(EAGAIN)` nothing was applied.
+    pub(crate) fn commit(
+        mut self,
+        tree: &mut Tree,
+        watches: &WatchIndex,
+    ) -> Result<Vec<PendingEvent>, XsErrno> {
+        for e in &self.entries {
+            tree.charge(1);
+            match e.live {
                 Some(id) => {
-                    if tree.value(id) != n.value.as_slice() {
-                        tree.set_value(id, &n.value);
-                    }
-                    if tree.perms(id) != n.perms.as_slice() {
-                        tree.set_perms(id, &n.perms);
+                    if !tree.is_live(id) || tree.generation(id) as u32 != e.base {
+                        return Err(XsErrno::Eagain);
                     }
                 }
                 None => {
-                    let parent = xenstore::path::parent(p).and_then(|pp| tree.lookup(pp));
-                    if let (Some(parent), Some(name)) = (parent, components(p).last()) {
-                        tree.create(parent, name, &n.value, &n.perms);
+                    if let (true, Cur::Live(pid)) = (e.check_absent, e.parent) {
+                        if !tree.is_live(pid) || tree.child(pid, &e.name).is_some() {
+                            return Err(XsErrno::Eagain);
+                        }
                     }
                 }
             }
         }
-        Ok(self.events)
+        let mut events = std::mem::take(&mut self.events);
+        // 1. removals of tree nodes, shallowest first
+        let mut deleted: Vec<(usize, NodeId)> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.state, State::Deleted))
+            .filter_map(|e| e.live)
+            .map(|id| (depth_of(tree, id), id))
+            .collect();
+        deleted.sort_unstable();
+        for (_, id) in deleted {
+            if tree.is_live(id) {
+                let path = tree.path_of(id);
+                let mut more = Vec::new();
+                if !watches.is_empty() {
+                    crate::store::removed_descendants(tree, id, &path, watches, &mut more);
+                }
+                events.extend(more);
+                tree.remove(id);
+            }
+        }
+        // 2. changed tree nodes; 3. created nodes (entry order puts
+        // parents first)
+        let mut made: Vec<Option<NodeId>> = vec![None; self.entries.len()];
+        for (i, e) in self.entries.iter().enumerate() {
+            let State::Node(s) = &e.state else {
+                continue;
+            };
+            match e.live {
+                Some(id) => {
+                    if s.dirty && tree.is_live(id) {
+                        if tree.value(id) != s.value.as_slice() {
+                            tree.set_value(id, &s.value);
+                        }
+                        if tree.perms(id) != s.perms.as_slice() {
+                            tree.set_perms(id, &s.perms);
+                        }
+                    }
+                    made[i] = Some(id);
+                }
+                None => {
+                    let parent = match e.parent {
+                        Cur::Live(p) => tree.is_live(p).then_some(p),
+                        Cur::Tx(p) => made.get(p as usize).copied().flatten(),
+                    };
+                    let Some(parent) = parent else {
+                        continue;
+                    };
+                    made[i] = Some(match tree.child(parent, &e.name) {
+                        Some(id) => {
+                            tree.set_value(id, &s.value);
+                            tree.set_perms(id, &s.perms);
+                            id
+                        }
+                        None => tree.create(parent, &e.name, &s.value, &s.perms),
+                    });
+                }
+            }
+        }
+        Ok(events)
     }
+}
+
+fn depth_of(tree: &Tree, mut id: NodeId) -> usize {
+    let mut d = 0;
+    while let Some(p) = tree.parent(id) {
+        d += 1;
+        id = p;
+    }
+    d
 }
 
 /// A transaction's view of the tree.
 pub(crate) struct TxView<'a> {
+    /// The live tree (read only until commit).
     pub tree: &'a Tree,
+    /// The transaction.
     pub tx: &'a mut Transaction,
-}
-
-enum Look<'a> {
-    Absent,
-    Tx(&'a TxNode),
+    /// Entries the transaction may hold (cx `transaction-nodes`).
+    pub limit: usize,
+    /// Bytes the domain may still add (`ENOMEM` past it).
+    pub budget: u64,
 }
 
 impl TxView<'_> {
-    /// The transaction's view of a node. The first access takes a copy, so
-    /// later reads see the node as it was then even if it changes outside
-    /// (the commit will then fail; Xen's test-xenstore "ta err" checks this).
-    fn look(&mut self, path: &str) -> Look<'_> {
-        match self.tx.own(self.tree, path) {
-            Some(n) => Look::Tx(n),
-            None => Look::Absent,
+    /// Call `f` with each child of `h` in this view until it returns false.
+    fn for_each_child(&self, h: Cur, f: &mut dyn FnMut(Cur, &[u8]) -> bool) {
+        let tx = &*self.tx;
+        if let Cur::Live(id) = h {
+            for c in self.tree.children(id) {
+                self.tree.charge(1);
+                let gone = tx
+                    .by_live
+                    .get(&c)
+                    .is_some_and(|&e| matches!(tx.entries[e as usize].state, State::Deleted));
+                if !gone && !f(Cur::Live(c), self.tree.name(c)) {
+                    return;
+                }
+            }
         }
+        if let Some(e) = tx.entry_of(h) {
+            for &k in &e.kids {
+                self.tree.charge(1);
+                let kid = &tx.entries[k as usize];
+                if matches!(kid.state, State::Node(_)) && !f(Cur::Tx(k), &kid.name) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn charge_entry(&mut self, bytes: u64) -> Result<(), XsErrno> {
+        if self.tx.entries.len() >= self.limit {
+            return Err(XsErrno::Enospc);
+        }
+        self.reserve(bytes)
     }
 }
 
 impl View for TxView<'_> {
-    fn perms(&mut self, path: &str) -> Option<Vec<Perm>> {
-        match self.look(path) {
-            Look::Absent => None,
-            Look::Tx(n) => Some(n.perms.clone()),
-        }
-    }
+    type H = Cur;
 
-    fn read_into(&mut self, path: &str, out: &mut Vec<u8>) -> bool {
-        match self.look(path) {
-            Look::Absent => false,
-            Look::Tx(n) => {
-                out.extend_from_slice(&n.value);
-                true
+    fn walk(&mut self, path: &str) -> Walked<Cur> {
+        let b = path.as_bytes();
+        let mut cur = Cur::Live(crate::tree::ROOT);
+        let mut at = 1.min(b.len());
+        while at < b.len() {
+            let end = b[at..]
+                .iter()
+                .position(|&c| c == b'/')
+                .map_or(b.len(), |i| at + i);
+            let name = &b[at..end];
+            let next = match self.tx.named(cur, name) {
+                Some(e) => match self.tx.entries[e as usize].state {
+                    State::Node(_) => Some(Cur::Tx(e)),
+                    State::Absent | State::Deleted => None,
+                },
+                None => match cur {
+                    Cur::Live(id) => self.tree.child(id, name).filter(|c| {
+                        !self.tx.by_live.get(c).is_some_and(|&e| {
+                            matches!(self.tx.entries[e as usize].state, State::Deleted)
+                        })
+                    }),
+                    Cur::Tx(_) => None,
+                }
+                .map(Cur::Live),
+            };
+            match next {
+                Some(n) => cur = n,
+                None => {
+                    return Walked {
+                        node: None,
+                        deepest: cur,
+                        rest: at,
+                    };
+                }
             }
+            at = end + 1;
+        }
+        Walked {
+            node: Some(cur),
+            deepest: cur,
+            rest: b.len(),
         }
     }
 
-    fn children(&mut self, path: &str) -> Option<Vec<String>> {
-        match self.look(path) {
-            Look::Absent => None,
-            Look::Tx(n) => Some(n.children.clone()),
+    fn touch(&mut self, h: Cur) -> Result<(), XsErrno> {
+        let Cur::Live(id) = h else {
+            return Ok(());
+        };
+        if self.tx.by_live.contains_key(&id) {
+            return Ok(());
         }
-    }
-
-    fn generation(&mut self, path: &str) -> Option<u64> {
-        match self.look(path) {
-            Look::Absent => None,
-            Look::Tx(_) => Some(self.tx.entries.get(path).and_then(|e| e.base).unwrap_or(0)),
-        }
-    }
-
-    fn create(&mut self, path: &str, value: &[u8], perms: &[Perm]) {
         let tree = self.tree;
-        let Some(parent) = xenstore::path::parent(path) else {
+        let (value, perms) = (tree.value(id), tree.perms(id));
+        self.charge_entry(node_cost(0, value.len(), perms.len()))?;
+        let i = self.tx.push(Entry {
+            parent: Cur::Live(id),
+            name: Box::default(),
+            live: Some(id),
+            base: tree.generation(id) as u32,
+            check_absent: false,
+            state: State::Node(Snapshot {
+                value: value.to_vec(),
+                perms: perms.to_vec(),
+                dirty: false,
+            }),
+            kids: Vec::new(),
+            listed: false,
+        });
+        self.tx.by_live.insert(id, i);
+        Ok(())
+    }
+
+    fn touch_absent(&mut self, parent: Cur, name: &[u8]) -> Result<(), XsErrno> {
+        if self.tx.named(parent, name).is_some() {
+            return Ok(());
+        }
+        self.charge_entry(node_cost(name.len(), 0, 0))?;
+        let in_tree = match parent {
+            Cur::Live(p) => self.tree.child(p, name).is_some(),
+            Cur::Tx(_) => false,
+        };
+        let i = self.tx.push(Entry {
+            parent,
+            name: name.into(),
+            live: None,
+            base: 0,
+            check_absent: !in_tree,
+            state: State::Absent,
+            kids: Vec::new(),
+            listed: false,
+        });
+        self.tx.index_name(i);
+        Ok(())
+    }
+
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.tx.entries.len())
+    }
+
+    fn reserve(&mut self, bytes: u64) -> Result<(), XsErrno> {
+        if bytes > self.budget {
+            return Err(XsErrno::Enomem);
+        }
+        self.budget -= bytes;
+        self.tx.mem += bytes;
+        Ok(())
+    }
+
+    fn parent_of(&self, h: Cur) -> Option<Cur> {
+        match h {
+            Cur::Live(id) => self.tree.parent(id).map(Cur::Live),
+            Cur::Tx(e) => self.tx.entries.get(e as usize).map(|x| x.parent),
+        }
+    }
+
+    fn perms(&self, h: Cur) -> &[Perm] {
+        match self.tx.entry_of(h) {
+            Some(Entry {
+                state: State::Node(s),
+                ..
+            }) => &s.perms,
+            Some(_) => &[],
+            None => match h {
+                Cur::Live(id) => self.tree.perms(id),
+                Cur::Tx(_) => &[],
+            },
+        }
+    }
+
+    fn value(&self, h: Cur) -> &[u8] {
+        match self.tx.entry_of(h) {
+            Some(Entry {
+                state: State::Node(s),
+                ..
+            }) => &s.value,
+            Some(_) => &[],
+            None => match h {
+                Cur::Live(id) => self.tree.value(id),
+                Cur::Tx(_) => &[],
+            },
+        }
+    }
+
+    fn generation(&self, h: Cur) -> u64 {
+        match (h, self.tx.entry_of(h)) {
+            (Cur::Live(_), Some(e)) => u64::from(e.base),
+            (Cur::Live(id), None) => self.tree.generation(id),
+            (Cur::Tx(_), _) => 0,
+        }
+    }
+
+    fn list_children(&self, h: Cur, f: &mut dyn FnMut(&[u8]) -> bool) {
+        self.for_each_child(h, &mut |_, name| f(name));
+    }
+
+    fn set_value(&mut self, h: Cur, value: &[u8]) {
+        let Some(s) = self.tx.snapshot_mut(h) else {
             return;
         };
-        let name = components(path).last().unwrap_or("").to_string();
-        if let Some(p) = self.tx.own(tree, parent) {
-            p.children.push(name);
-        }
-        let e = self.tx.record(tree, path);
-        e.state = State::Present(TxNode {
+        let delta = value.len() as i64 - s.value.len() as i64;
+        s.value.clear();
+        s.value.extend_from_slice(value);
+        s.dirty = true;
+        let perms = s.perms.clone();
+        self.tx.count_owner(&perms, 0, delta);
+    }
+
+    fn set_perms(&mut self, h: Cur, perms: &[Perm]) {
+        let Some(s) = self.tx.snapshot_mut(h) else {
+            return;
+        };
+        let old = std::mem::replace(&mut s.perms, perms.to_vec());
+        s.dirty = true;
+        let len = s.value.len();
+        self.tx
+            .count_owner(&old, -1, -(node_cost(0, len, old.len()) as i64));
+        self.tx
+            .count_owner(perms, 1, node_cost(0, len, perms.len()) as i64);
+    }
+
+    fn create(&mut self, parent: Cur, name: &[u8], value: &[u8], perms: &[Perm]) -> Cur {
+        let snap = Snapshot {
             value: value.to_vec(),
             perms: perms.to_vec(),
-            children: Vec::new(),
-        });
-        self.tx.count_owner(perms, 1);
-    }
-
-    fn set_value(&mut self, path: &str, value: &[u8]) {
-        if let Some(n) = self.tx.own(self.tree, path) {
-            n.value = value.to_vec();
-        }
-    }
-
-    fn set_perms(&mut self, path: &str, perms: &[Perm]) {
-        let old = match self.tx.own(self.tree, path) {
-            Some(n) => std::mem::replace(&mut n.perms, perms.to_vec()),
-            None => return,
+            dirty: true,
         };
-        self.tx.count_owner(&old, -1);
-        self.tx.count_owner(perms, 1);
-    }
-
-    fn remove(&mut self, path: &str, _want_paths: bool) -> Vec<Removed> {
-        let mut out: Vec<Removed> = Vec::new();
-        let mut stack = vec![path.to_string()];
-        while let Some(p) = stack.pop() {
-            let Some(perms) = self.perms(&p) else {
-                continue;
-            };
-            for c in self.children(&p).unwrap_or_default() {
-                stack.push(xenstore::path::join(&p, &c));
+        let i = match self.tx.named(parent, name) {
+            Some(i) => {
+                self.tx.entries[i as usize].state = State::Node(snap);
+                i
             }
-            self.tx.count_owner(&perms, -1);
-            self.tx.record(self.tree, &p).state = State::Deleted;
-            out.push((p, perms));
-        }
-        if let Some(parent) = xenstore::path::parent(path) {
-            let name = components(path).last().unwrap_or("");
-            if let Some(pn) = self.tx.own(self.tree, parent) {
-                pn.children.retain(|c| c != name);
+            None => {
+                let in_tree = match parent {
+                    Cur::Live(p) => self.tree.child(p, name).is_some(),
+                    Cur::Tx(_) => false,
+                };
+                let i = self.tx.push(Entry {
+                    parent,
+                    name: name.into(),
+                    live: None,
+                    base: 0,
+                    check_absent: !in_tree,
+                    state: State::Node(snap),
+                    kids: Vec::new(),
+                    listed: false,
+                });
+                self.tx.index_name(i);
+                i
             }
-        }
-        out
-    }
-
-    fn owned_by(&self, dom: DomId) -> u32 {
-        let d = self.tx.owner_delta.get(&dom.0).copied().unwrap_or(0);
-        u32::try_from((i64::from(self.tree.owned_by(dom)) + d).max(0)).unwrap_or(u32::MAX)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Direct;
-    use xenstore::Access;
-
-    fn n0() -> Vec<Perm> {
-        vec![Perm::new(Access::None, DomId(0))]
-    }
-
-    fn read(v: &mut dyn View, p: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        v.read_into(p, &mut out).then_some(out)
-    }
-
-    #[test]
-    fn sees_own_writes_and_commits() {
-        let mut tree = Tree::new();
-        Direct(&mut tree).create("/a", b"1", &n0());
-        let mut tx = Transaction::default();
-        {
-            let mut v = TxView {
-                tree: &tree,
-                tx: &mut tx,
-            };
-            v.set_value("/a", b"2");
-            v.create("/a/b", b"x", &n0());
-            assert_eq!(read(&mut v, "/a").unwrap(), b"2");
-            assert_eq!(v.children("/a").unwrap(), vec!["b"]);
-        }
-        assert_eq!(read(&mut Direct(&mut tree), "/a").unwrap(), b"1");
-        assert!(read(&mut Direct(&mut tree), "/a/b").is_none());
-        tx.commit(&mut tree).unwrap();
-        assert_eq!(read(&mut Direct(&mut tree), "/a").unwrap(), b"2");
-        assert_eq!(read(&mut Direct(&mut tree), "/a/b").unwrap(), b"x");
-    }
-
-    #[test]
-    fn conflict_only_on_touched_nodes() {
-        let mut tree = Tree::new();
-        Direct(&mut tree).create("/a", b"1", &n0());
-        Direct(&mut tree).create("/u", b"1", &n0());
-        // unrelated outside write: commit succeeds
-        let mut tx = Transaction::default();
-        let _ = read(
-            &mut TxView {
-                tree: &tree,
-                tx: &mut tx,
-            },
-            "/a",
-        );
-        TxView {
-            tree: &tree,
-            tx: &mut tx,
-        }
-        .set_value("/a", b"mine");
-        Direct(&mut tree).set_value("/u", b"2");
-        assert!(tx.commit(&mut tree).is_ok());
-        // outside write to a node the tx read: EAGAIN, nothing applied
-        let mut tx = Transaction::default();
-        let _ = read(
-            &mut TxView {
-                tree: &tree,
-                tx: &mut tx,
-            },
-            "/a",
-        );
-        TxView {
-            tree: &tree,
-            tx: &mut tx,
-        }
-        .set_value("/u", b"tx");
-        Direct(&mut tree).set_value("/a", b"other");
-        assert_eq!(tx.commit(&mut tree).unwrap_err(), XsErrno::Eagain);
-        assert_eq!(read(&mut Direct(&mut tree), "/u").unwrap(), b"2");
-    }
-
-    #[test]
-    fn reads_see_the_snapshot_of_first_access() {
-        let mut tree = Tree::new();
-        Direct(&mut tree).create("/a", b"a", &n0());
-        let mut tx = Transaction::default();
-        assert_eq!(
-            read(
-                &mut TxView {
-                    tree: &tree,
-                    tx: &mut tx
-                },
-                "/a"
-            )
-            .unwrap(),
-            b"a"
-        );
-        Direct(&mut tree).set_value("/a", b"b");
-        assert_eq!(
-            read(
-                &mut TxView {
-                    tree: &tree,
-                    tx: &mut tx
-                },
-                "/a"
-            )
-            .unwrap(),
-            b"a"
-        );
-        assert_eq!(tx.commit(&mut tree).unwrap_err(), XsErrno::Eagain);
-    }
-
-    #[test]
-    fn commit_keeps_creation_order_of_siblings() {
-        let mut tree = Tree::new();
-        let mut tx = Transaction::default();
-        {
-            let mut v = TxView {
-                tree: &tree,
-                tx: &mut tx,
-            };
-            v.create("/b", b"", &n0());
-            for c in ["x", "y", "a", "q", "m", "c", "z", "k"] {
-                v.create(&format!("/b/{c}"), b"", &n0());
+        };
+        if !self.tx.entries[i as usize].listed {
+            self.tx.entries[i as usize].listed = true;
+            if let Some(p) = self.tx.entry_index(parent) {
+                self.tx.entries[p as usize].kids.push(i);
             }
         }
-        tx.commit(&mut tree).unwrap();
-        assert_eq!(
-            Direct(&mut tree).children("/b").unwrap(),
-            vec!["x", "y", "a", "q", "m", "c", "z", "k"]
+        self.tx.count_owner(
+            perms,
+            1,
+            node_cost(name.len(), value.len(), perms.len()) as i64,
         );
+        Cur::Tx(i)
     }
 
-    #[test]
-    fn creating_siblings_in_two_transactions_conflicts() {
-        let mut tree = Tree::new();
-        Direct(&mut tree).create("/p", b"", &n0());
-        let mut t1 = Transaction::default();
-        let mut t2 = Transaction::default();
-        TxView {
-            tree: &tree,
-            tx: &mut t1,
+    fn subtree_size(&self, h: Cur, limit: usize) -> usize {
+        let mut n = 1;
+        let mut stack = vec![h];
+        while let Some(c) = stack.pop() {
+            self.for_each_child(c, &mut |k, _| {
+                n += 1;
+                stack.push(k);
+                n <= limit
+            });
+            if n > limit {
+                break;
+            }
         }
-        .create("/p/a", b"", &n0());
-        TxView {
-            tree: &tree,
-            tx: &mut t2,
-        }
-        .create("/p/b", b"", &n0());
-        assert!(t1.commit(&mut tree).is_ok());
-        assert_eq!(t2.commit(&mut tree).unwrap_err(), XsErrno::Eagain);
+        n
     }
 
-    #[test]
-    fn remove_then_recreate_inside_transaction() {
-        let mut tree = Tree::new();
-        Direct(&mut tree).create("/a", b"old", &n0());
-        Direct(&mut tree).create("/a/x", b"", &n0());
-        let mut tx = Transaction::default();
-        {
-            let mut v = TxView {
-                tree: &tree,
-                tx: &mut tx,
-            };
-            let removed = v.remove("/a", true);
-            assert_eq!(removed.len(), 2);
-            assert!(v.perms("/a/x").is_none());
-            v.create("/a", b"", &n0());
-            v.create("/a/b", b"new", &n0());
-            assert_eq!(v.children("/a").unwrap(), vec!["b"]);
+    fn remove(
+        &mut self,
+        h: Cur,
+        path: &str,
+        _watches: &WatchIndex,
+        events: &mut Vec<PendingEvent>,
+    ) {
+        // The caller checked that the subtree fits in `room()` and reserved
+        // its entries' memory. Events for descendants come at commit, from
+        // the tree (their paths are not stored here).
+        events.push((path.to_string(), false, self.perms(h).to_vec()));
+        let mut all = Vec::new();
+        let mut stack = vec![h];
+        while let Some(c) = stack.pop() {
+            all.push(c);
+            self.for_each_child(c, &mut |k, _| {
+                stack.push(k);
+                true
+            });
         }
-        tx.commit(&mut tree).unwrap();
-        assert!(tree.lookup("/a/x").is_none());
-        assert_eq!(read(&mut Direct(&mut tree), "/a/b").unwrap(), b"new");
-        assert_eq!(read(&mut Direct(&mut tree), "/a").unwrap(), b"");
+        for c in all {
+            let perms = self.perms(c).to_vec();
+            let len = self.value(c).len();
+            self.tx
+                .count_owner(&perms, -1, -(node_cost(0, len, perms.len()) as i64));
+            match (c, self.tx.entry_index(c)) {
+                (_, Some(i)) => self.tx.entries[i as usize].state = State::Deleted,
+                (Cur::Live(id), None) => {
+                    let i = self.tx.push(Entry {
+                        parent: Cur::Live(id),
+                        name: Box::default(),
+                        live: Some(id),
+                        base: self.tree.generation(id) as u32,
+                        check_absent: false,
+                        state: State::Deleted,
+                        kids: Vec::new(),
+                        listed: false,
+                    });
+                    self.tx.by_live.insert(id, i);
+                }
+                (Cur::Tx(_), None) => {}
+            }
+        }
+    }
+
+    fn usage(&self, dom: DomId) -> Usage {
+        let u = self.tree.usage(dom);
+        let (n, b) = self.tx.owner_delta.get(&dom.0).copied().unwrap_or((0, 0));
+        Usage {
+            nodes: u32::try_from((i64::from(u.nodes) + n).max(0)).unwrap_or(u32::MAX),
+            bytes: u64::try_from((u.bytes as i64 + b).max(0)).unwrap_or(0),
+        }
     }
 }

@@ -35,10 +35,6 @@ impl Conn {
         })
     }
 
-    pub fn try_clone(&self) -> Result<UnixStream> {
-        Ok(self.stream.try_clone()?)
-    }
-
     /// Send one request without waiting; returns its req_id.
     pub fn send(&mut self, req: &Request, tx: u32) -> Result<u32> {
         let id = self.next_id;
@@ -84,6 +80,28 @@ impl Conn {
                 bail!("server closed the connection");
             }
             self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next reply already read from the socket, if any (no system
+    /// call; watch events are queued in `events`).
+    pub fn recv_buffered(&mut self) -> Result<Option<Packet>> {
+        loop {
+            let Some((p, n)) = Packet::decode(&self.buf[self.start..], MAX_REPLY)
+                .map_err(xenstore::Error::from)?
+            else {
+                return Ok(None);
+            };
+            self.start += n;
+            if self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            }
+            if p.kind() == Some(MsgType::WatchEvent) {
+                self.events.push_back(p);
+                continue;
+            }
+            return Ok(Some(p));
         }
     }
 

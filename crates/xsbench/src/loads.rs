@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -20,6 +19,13 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Add another run of the same load (ops, time and latencies).
+    pub fn merge(&mut self, other: Stats) {
+        self.ops += other.ops;
+        self.secs += other.secs;
+        self.lat_us.extend(other.lat_us);
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         if self.secs > 0.0 {
             self.ops as f64 / self.secs
@@ -50,8 +56,14 @@ fn timed(mut op: impl FnMut(u64) -> Result<()>, n: u64) -> Result<Stats> {
 }
 
 /// Untimed operations before a timed run of `n`.
-fn warmup(n: u64) -> u64 {
+pub fn warmup(n: u64) -> u64 {
     (n / 10).min(1000)
+}
+
+/// Operations a load of `n` really performs (warm-up included): what the
+/// cost figures divide by.
+pub fn total_ops(n: u64) -> u64 {
+    n + warmup(n)
 }
 
 /// [`timed`] without the warm-up.
@@ -120,45 +132,48 @@ pub fn tx10(sock: &Path, n: u64) -> Result<Stats> {
     Ok(st)
 }
 
-/// `depth` requests in flight on one connection: a sender thread keeps the
-/// window full, the receiver returns credits.
+/// `depth` requests in flight on one connection. One thread keeps the
+/// window full: it writes as many requests as replies came back, in one
+/// write, and handles every reply that one read brought. Requests are
+/// encoded before the clock starts, so the client costs a read and a
+/// write per batch and the server's speed shows (a thread per direction
+/// with a channel message per request measured the client instead).
 pub fn pipelined(sock: &Path, n: u64, depth: usize) -> Result<Stats> {
     let mut c = Conn::connect(sock)?;
-    let mut tx_stream = c.try_clone()?;
-    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(depth);
-    for _ in 0..depth {
-        credit_tx.send(())?;
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(n as usize + 1);
+    ends.push(0usize);
+    for i in 0..n {
+        let req = Request::Write(format!("/bench/p/k{}", i % 1000), VALUE.to_vec());
+        c.encode(&req, 0, &mut bytes);
+        ends.push(bytes.len());
     }
-    let (sent_tx, sent_rx) = mpsc::channel::<Instant>();
+    let n = n as usize;
+    let mut sent_at = std::collections::VecDeque::with_capacity(depth);
+    let mut lat = Vec::with_capacity(n);
+    let (mut sent, mut done) = (0usize, 0usize);
     let t0 = Instant::now();
-    let sender = std::thread::spawn(move || -> Result<()> {
-        use std::io::Write;
-        let mut id = 1u32;
-        for i in 0..n {
-            credit_rx.recv()?;
-            let req = Request::Write(format!("/bench/p/k{}", i % 1000), VALUE.to_vec());
-            let bytes = req.to_packet(id, 0).encode();
-            id = id.wrapping_add(1);
-            sent_tx.send(Instant::now())?;
-            tx_stream.write_all(&bytes)?;
+    while done < n {
+        let k = (depth - (sent - done)).min(n - sent);
+        if k > 0 {
+            c.write_raw(&bytes[ends[sent]..ends[sent + k]])?;
+            let now = Instant::now();
+            sent_at.extend(std::iter::repeat_n(now, k));
+            sent += k;
         }
-        Ok(())
-    });
-    let mut lat = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let p = c.recv_reply()?;
-        ensure!(p.kind() != Some(MsgType::Error), "pipelined write failed");
-        let sent = sent_rx.recv()?;
-        lat.push(sent.elapsed().as_secs_f64() * 1e6);
-        let _ = credit_tx.send(());
+        // one blocking read, then whatever else it brought
+        let mut next = Some(c.recv_reply()?);
+        while let Some(p) = next {
+            ensure!(p.kind() != Some(MsgType::Error), "pipelined write failed");
+            let t = sent_at.pop_front().unwrap_or(t0);
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            done += 1;
+            next = c.recv_buffered()?;
+        }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
     Ok(Stats {
-        ops: n,
-        secs,
+        ops: n as u64,
+        secs: t0.elapsed().as_secs_f64(),
         lat_us: lat,
     })
 }
@@ -268,21 +283,9 @@ pub fn fill(c: &mut Conn, name: &str, from: u64, count: u64) -> Result<()> {
     Ok(())
 }
 
-/// Cost (p50 µs) of creating a new node in a tree of `size` nodes.
-pub fn write_cost_at(sock: &Path, size: u64, n: u64) -> Result<Stats> {
-    let mut c = Conn::connect(sock)?;
-    c.call(&Request::Rm("/bench".into()), 0).ok();
-    fill(&mut c, "s", 0, size)?;
-    let st = timed(
-        |i| c.write(&format!("/bench/m/{}/{}", i / 1000, i % 1000), VALUE),
-        n,
-    )?;
-    c.call(&Request::Rm("/bench".into()), 0)?;
-    Ok(st)
-}
-
-/// Write cost with `watches` registered watches that never match.
-pub fn write_cost_with_watches(sock: &Path, watches: u64, n: u64) -> Result<Stats> {
+/// A connection holding `watches` watches that never fire
+/// (`/other/nw<i>`); they last as long as it does.
+pub fn hold_watches(sock: &Path, watches: u64) -> Result<Conn> {
     let mut w = Conn::connect(sock)?;
     let mut out = Vec::new();
     let mut pending = 0u64;
@@ -311,18 +314,16 @@ pub fn write_cost_with_watches(sock: &Path, watches: u64, n: u64) -> Result<Stat
         }
     }
     w.events.clear();
-    let mut c = Conn::connect(sock)?;
-    let st = timed(|i| c.write(&format!("/bench/x/k{}", i % 100), VALUE), n)?;
-    drop(w);
-    Ok(st)
+    Ok(w)
 }
 
-/// Write cost (dom0) while `count` domains (ours: introduced domains on
-/// their own sockets; peers: plain connections) are connected.
-pub fn write_cost_with_domains(server: &Server, count: u16, n: u64) -> Result<Stats> {
+/// Domains `from..=to` connected: ours introduces each and holds a
+/// connection on its socket; a peer (every client is dom0 there) gets one
+/// plain connection each.
+pub fn hold_domains(server: &Server, from: u16, to: u16) -> Result<Vec<Conn>> {
     let mut dom0 = Conn::connect(&server.socket)?;
     let mut held = Vec::new();
-    for d in 1..=count {
+    for d in from..=to {
         match &server.domain_dir {
             Some(dir) => {
                 dom0.call(
@@ -340,14 +341,7 @@ pub fn write_cost_with_domains(server: &Server, count: u16, n: u64) -> Result<St
             None => held.push(Conn::connect(&server.socket)?),
         }
     }
-    let st = timed(|i| dom0.write(&format!("/bench/y/k{}", i % 100), VALUE), n)?;
-    if server.domain_dir.is_some() {
-        for d in 1..=count {
-            dom0.call(&Request::Release(DomId(d)), 0).ok();
-        }
-    }
-    drop(held);
-    Ok(st)
+    Ok(held)
 }
 
 /// Create `children` children and list them; checks the listing is exact.

@@ -1,9 +1,17 @@
 //! `drvdom-xsbench`: one run, the same loads against drvdom-xenstored,
 //! Debian's cxenstored and oxenstored (Xen 4.17, started without Xen by the
 //! peer kit in `peers/xenstored`), and a raw unix-socket echo server that
-//! marks the speed limit of a synchronous round trip. Prints a table of
-//! ops/s, p50/p99 latency, RSS, and the ratios the xenstore issue sets as
-//! targets. A benchmark, not a test: it asserts nothing about speed.
+//! marks the speed limit of a synchronous round trip. A benchmark, not a
+//! test: it asserts nothing, it prints figures and their ratios to the
+//! targets of issue 15.
+//!
+//! * Cost rows count instead of timing (`costs`): user-space instructions
+//!   per operation (callgrind) and system calls per operation (strace),
+//!   each from two runs of the same load with N1 and N2 operations.
+//! * Timed rows (throughput, latency, attacks) run in warm-CPU mode unless
+//!   `--cold` (`host`); the report prints the machine's load before and
+//!   after.
+//! * `--quick` runs everything bounded (about a tenth of the work).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a report printer
 #![allow(missing_docs)]
@@ -13,8 +21,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
+mod attacks;
 mod conn;
+mod costs;
+mod host;
 mod loads;
+mod report;
 mod servers;
 
 use loads::Stats;
@@ -23,52 +35,78 @@ use servers::{Kind, Server};
 /// Benchmark drvdom-xenstored against the reference xenstore servers.
 #[derive(Parser, Debug)]
 #[command(name = "drvdom-xsbench", version)]
-struct Args {
-    /// Multiply every operation count (0.1 for a quick smoke run).
+pub struct Args {
+    /// Bounded run: about a tenth of the operations, 100k nodes instead of
+    /// 1M, shorter attacks.
+    #[arg(long)]
+    quick: bool,
+    /// Multiply every timed operation count.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Largest tree for the node-scaling test on our server.
-    #[arg(long, default_value_t = 1_000_000)]
-    nodes: u64,
-    /// Largest tree for the peers (cxenstored slows to ~2k writes/s past 100k nodes).
-    #[arg(long, default_value_t = 100_000)]
-    peer_nodes: u64,
+    /// Tree size of the instructions-per-write scaling row (ours).
+    #[arg(long)]
+    nodes: Option<u64>,
+    /// Do not keep the CPUs warm during timed rows.
+    #[arg(long)]
+    cold: bool,
     /// Skip the reference servers (when Debian's xen-utils-4.17 is absent).
     #[arg(long)]
     no_peers: bool,
+    /// Run only these sections (comma separated: costs,speed,scaling,memory,attacks).
+    #[arg(long, value_delimiter = ',')]
+    sections: Vec<String>,
+    /// Run only these servers (comma separated: echo,drvdom,cxenstored,oxenstored).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Internal: serve the raw echo protocol on this socket (the benchmark
     /// starts itself this way).
     #[arg(long, hide = true)]
     serve_echo: Option<std::path::PathBuf>,
-    /// Run only these servers (comma separated: echo,drvdom,cxenstored,oxenstored).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
 }
 
-fn n(args: &Args, base: u64) -> u64 {
-    ((base as f64 * args.scale) as u64).max(10)
+impl Args {
+    fn n(&self, base: u64) -> u64 {
+        let q = if self.quick { 0.1 } else { 1.0 };
+        ((base as f64 * self.scale * q) as u64).max(10)
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
 }
 
+/// Everything measured for one server.
 #[derive(Default)]
-struct Results {
-    write: Option<Stats>,
-    read: Option<Stats>,
-    tx10: Option<Stats>,
-    pipe: Option<Stats>,
-    conns8: Option<Stats>,
-    watch: Option<Stats>,
-    cost_small: Option<Stats>,
-    cost_big: Option<(u64, Stats)>,
-    watches0: Option<Stats>,
-    watches10k: Option<Stats>,
-    doms1: Option<Stats>,
-    doms1000: Option<Stats>,
-    dir: Option<(std::time::Duration, usize)>,
-    rss: Option<(u64, u64)>,
+pub struct Results {
+    pub cost: [costs::Cost; 4],
+    pub write: Option<Stats>,
+    pub read: Option<Stats>,
+    pub tx10: Option<Stats>,
+    pub pipe: Option<Stats>,
+    pub conns8: Option<Stats>,
+    pub watch: Option<Stats>,
+    pub dir: Option<(std::time::Duration, usize)>,
+    pub rss: Option<(u64, u64)>,
 }
 
-fn step<T>(what: &str, kind: Kind, f: impl FnOnce() -> Result<T>) -> Option<T> {
-    eprint!("  {:<11} {what:<38}", kind.name());
+/// The loads of the cost rows: (label, load, N1, N2).
+pub const COST_LOADS: [(&str, costs::Load, u64, u64); 4] = [
+    ("sync read", loads::read_1c, 1000, 6000),
+    ("sync write", loads::write_1c, 1000, 6000),
+    ("tx of 10 writes", loads::tx10, 100, 600),
+    ("watch delivery", loads::watch_latency, 500, 3000),
+];
+
+/// Our server's instructions per write before/after (scaling rows).
+#[derive(Default)]
+pub struct Scaling {
+    pub nodes: Option<(u64, f64, f64)>,
+    pub watches: Option<(f64, f64)>,
+    pub domains: Option<(f64, f64)>,
+}
+
+fn step<T>(what: &str, kind: &str, f: impl FnOnce() -> Result<T>) -> Option<T> {
+    eprint!("  {kind:<11} {what:<44}");
     let t = std::time::Instant::now();
     match f() {
         Ok(v) => {
@@ -82,89 +120,151 @@ fn step<T>(what: &str, kind: Kind, f: impl FnOnce() -> Result<T>) -> Option<T> {
     }
 }
 
-fn run_server(kind: Kind, a: &Args) -> Result<Results> {
-    let mut r = Results::default();
-    {
-        let s = Server::start(kind, &[])?;
-        let sock = &s.socket;
-        r.write = step("write, 1 connection", kind, || {
-            loads::write_1c(sock, n(a, 20_000))
-        });
-        r.read = step("read, 1 connection", kind, || {
-            loads::read_1c(sock, n(a, 20_000))
-        });
-        r.tx10 = step("transactions of 10 writes", kind, || {
-            loads::tx10(sock, n(a, 1_000))
-        });
-        r.pipe = step("write, 64 in flight", kind, || {
-            loads::pipelined(sock, n(a, 100_000), 64)
-        });
-        r.conns8 = step("write, 8 connections", kind, || {
-            loads::concurrent(sock, 8, n(a, 5_000))
-        });
-        if kind != Kind::Echo {
-            r.watch = step("watch event latency", kind, || {
-                loads::watch_latency(sock, n(a, 5_000))
-            });
-        }
-    }
-    if kind == Kind::Echo {
-        return Ok(r);
-    }
-    let big = if kind == Kind::Ours {
-        a.nodes
-    } else {
-        a.peer_nodes
-    };
-    {
-        let s = Server::start(kind, &[])?;
-        r.cost_small = step("write cost at 1k nodes", kind, || {
-            loads::write_cost_at(&s.socket, 1_000, n(a, 5_000))
-        });
-        r.cost_big = step(&format!("write cost at {big} nodes"), kind, || {
-            Ok((big, loads::write_cost_at(&s.socket, big, n(a, 5_000))?))
-        });
-    }
-    {
-        let s = Server::start(kind, &[])?;
-        r.watches0 = step("write cost, no watches", kind, || {
-            loads::write_cost_with_watches(&s.socket, 0, n(a, 5_000))
-        });
-        r.watches10k = step("write cost, 10,000 other watches", kind, || {
-            loads::write_cost_with_watches(&s.socket, 10_000, n(a, 5_000))
-        });
-    }
-    {
-        let s = Server::start(kind, &[])?;
-        r.doms1 = step("write cost, 1 domain connected", kind, || {
-            loads::write_cost_with_domains(&s, 1, n(a, 5_000))
-        });
-        r.doms1000 = step("write cost, 1,000 domains connected", kind, || {
-            loads::write_cost_with_domains(&s, 1000, n(a, 5_000))
-        });
-    }
-    {
-        let s = Server::start(kind, &[])?;
-        r.dir = step("10,000-child directory", kind, || {
-            loads::big_directory(&s.socket, 10_000)
-        });
-        r.rss = step("RSS at 100k nodes", kind, || {
-            loads::rss_at_nodes(&s, 100_000)
-        });
-    }
-    Ok(r)
+/// N1 and N2 of a cost row (a third of them in a quick run).
+pub fn cost_ns(quick: bool, n1: u64, n2: u64) -> (u64, u64) {
+    if quick { (n1 / 3, n2 / 3) } else { (n1, n2) }
 }
 
-fn cell(s: &Option<Stats>) -> String {
-    match s {
-        Some(s) => format!(
-            "{:.0}/s p50 {:.1} p99 {:.1}",
-            s.ops_per_s(),
-            s.pct(0.5),
-            s.pct(0.99)
-        ),
-        None => "-".into(),
+fn costs_of(kind: Kind, a: &Args, r: &mut Results) {
+    for (i, (label, load, n1, n2)) in COST_LOADS.iter().enumerate() {
+        let (n1, n2) = cost_ns(a.quick, *n1, *n2);
+        r.cost[i].instr = step(
+            &format!("{label}: instructions (callgrind)"),
+            kind.name(),
+            || costs::instructions(kind, *load, n1, n2),
+        );
+        r.cost[i].syscalls = step(
+            &format!("{label}: system calls (strace)"),
+            kind.name(),
+            || costs::syscalls(kind, *load, n1, n2),
+        );
     }
+}
+
+/// The timed rows, interleaved: every server runs, then each row runs in
+/// `ROUNDS` rounds, and in each round on every server one after the
+/// other, so the servers share the machine's ups and downs (other
+/// engineers' builds, a VM) instead of one of them getting a bad minute.
+fn speed_all(results: &mut [(Kind, Results)], a: &Args) {
+    const ROUNDS: u64 = 5;
+    let servers: Vec<Option<Server>> = results
+        .iter()
+        .map(|(k, _)| match Server::start(*k, &[]) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", k.name());
+                None
+            }
+        })
+        .collect();
+    type Row = (
+        &'static str,
+        fn(&std::path::Path, u64) -> Result<Stats>,
+        u64,
+        bool,
+    );
+    let rows: [Row; 6] = [
+        ("write, 1 connection", loads::write_1c, 20_000, true),
+        ("read, 1 connection", loads::read_1c, 20_000, true),
+        ("transactions of 10 writes", loads::tx10, 1_000, true),
+        (
+            "write, 64 in flight",
+            |s, n| loads::pipelined(s, n, 64),
+            100_000,
+            true,
+        ),
+        (
+            "write, 8 connections",
+            |s, n| loads::concurrent(s, 8, n),
+            5_000,
+            true,
+        ),
+        ("watch event latency", loads::watch_latency, 5_000, false),
+    ];
+    for (ri, (label, load, base, echo_too)) in rows.iter().enumerate() {
+        for round in 0..ROUNDS {
+            for ((k, r), s) in results.iter_mut().zip(&servers) {
+                let Some(s) = s else { continue };
+                if *k == Kind::Echo && !echo_too {
+                    continue;
+                }
+                let what = format!("{label} (round {}/{ROUNDS})", round + 1);
+                let n = (a.n(*base) / ROUNDS).max(10);
+                if let Some(st) = step(&what, k.name(), || load(&s.socket, n)) {
+                    let slot = match ri {
+                        0 => &mut r.write,
+                        1 => &mut r.read,
+                        2 => &mut r.tx10,
+                        3 => &mut r.pipe,
+                        4 => &mut r.conns8,
+                        _ => &mut r.watch,
+                    };
+                    match slot {
+                        Some(acc) => acc.merge(st),
+                        None => *slot = Some(st),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn memory_of(kind: Kind, r: &mut Results) -> Result<()> {
+    // a fresh server for each: RSS is what holding 100k nodes costs
+    let s = Server::start(kind, &[])?;
+    r.rss = step("RSS at 100k nodes", kind.name(), || {
+        loads::rss_at_nodes(&s, 100_000)
+    });
+    drop(s);
+    let s = Server::start(kind, &[])?;
+    r.dir = step("10,000-child directory", kind.name(), || {
+        loads::big_directory(&s.socket, 10_000)
+    });
+    Ok(())
+}
+
+fn scaling(a: &Args) -> Scaling {
+    let nodes = a.nodes.unwrap_or(if a.quick { 100_000 } else { 1_000_000 });
+    let (n1, n2) = if a.quick { (300, 1300) } else { (1000, 6000) };
+    let name = Kind::Ours.name();
+    let mut s = Scaling::default();
+    s.nodes = step(
+        &format!("write instructions: 1k → {nodes} nodes"),
+        name,
+        || {
+            let r = costs::write_scaling(
+                n1,
+                n2,
+                |s| {
+                    let mut c = conn::Conn::connect(&s.socket)?;
+                    loads::fill(&mut c, "s", 0, 1_000)
+                },
+                |s| {
+                    let mut c = conn::Conn::connect(&s.socket)?;
+                    loads::fill(&mut c, "s", 1_000, nodes.saturating_sub(1_000))
+                },
+            )?;
+            // (the fills' connections closed; the nodes stay)
+            Ok((nodes, r.0, r.1))
+        },
+    );
+    s.watches = step("write instructions: 0 → 10,000 watches", name, || {
+        costs::write_scaling(
+            n1,
+            n2,
+            |_| Ok(()),
+            |s| loads::hold_watches(&s.socket, 10_000),
+        )
+    });
+    s.domains = step("write instructions: 1 → 1,000 domains", name, || {
+        costs::write_scaling(
+            n1,
+            n2,
+            |s| loads::hold_domains(s, 1, 1),
+            |s| loads::hold_domains(s, 2, 1000),
+        )
+    });
+    s
 }
 
 fn main() -> ExitCode {
@@ -192,192 +292,67 @@ fn main() -> ExitCode {
     if !a.only.is_empty() {
         kinds.retain(|k| a.only.iter().any(|o| o == k.name()));
     }
-    let mut results = Vec::new();
-    for k in &kinds {
-        eprintln!("== {}", k.name());
-        match run_server(*k, &a) {
-            Ok(r) => results.push((*k, r)),
-            Err(e) => {
+    let load_before = host::loadavg();
+    let started = std::time::Instant::now();
+    let mut results: Vec<(Kind, Results)> =
+        kinds.iter().map(|k| (*k, Results::default())).collect();
+    if a.wants("costs") {
+        eprintln!("== cost per operation (callgrind, strace)");
+        for (k, r) in results.iter_mut().filter(|(k, _)| *k != Kind::Echo) {
+            costs_of(*k, &a, r);
+        }
+    }
+    let scale = if a.wants("scaling") && kinds.contains(&Kind::Ours) {
+        eprintln!("== scaling of our write cost (callgrind)");
+        scaling(&a)
+    } else {
+        Scaling::default()
+    };
+    if a.wants("memory") {
+        eprintln!("== memory");
+        for (k, r) in results.iter_mut().filter(|(k, _)| *k != Kind::Echo) {
+            if let Err(e) = memory_of(*k, r) {
                 eprintln!("error: {}: {e:#}", k.name());
-                return ExitCode::FAILURE;
             }
         }
     }
-    report(&results);
-    ExitCode::SUCCESS
-}
-
-fn get(results: &[(Kind, Results)], k: Kind) -> Option<&Results> {
-    results.iter().find(|(kk, _)| *kk == k).map(|(_, r)| r)
-}
-
-fn report(results: &[(Kind, Results)]) {
-    let names: Vec<&str> = results.iter().map(|(k, _)| k.name()).collect();
-    println!("\n| test | {} |", names.join(" | "));
-    println!("|---|{}", "---|".repeat(names.len()));
-    type Pick = fn(&Results) -> &Option<Stats>;
-    let rows: [(&str, Pick); 6] = [
-        ("write, 1 conn (sync)", |r| &r.write),
-        ("read, 1 conn (sync)", |r| &r.read),
-        ("tx of 10 writes, 1 conn", |r| &r.tx10),
-        ("write, 64 in flight", |r| &r.pipe),
-        ("write, 8 connections", |r| &r.conns8),
-        ("watch event latency", |r| &r.watch),
-    ];
-    for (label, pick) in rows {
-        let cols: Vec<String> = results.iter().map(|(_, r)| cell(pick(r))).collect();
-        println!("| {label} | {} |", cols.join(" | "));
-    }
-    let p50 = |s: &Option<Stats>| s.as_ref().map(|s| s.pct(0.5));
-    let scale_row = |label: &str, f: &dyn Fn(&Results) -> String| {
-        let cols: Vec<String> = results.iter().map(|(_, r)| f(r)).collect();
-        println!("| {label} | {} |", cols.join(" | "));
-    };
-    scale_row(
-        "write p50 µs: 1k nodes → big tree",
-        &|r| match (p50(&r.cost_small), &r.cost_big) {
-            (Some(a), Some((n, b))) => {
-                format!("{a:.1} → {:.1} at {n} ({:.2}×)", b.pct(0.5), b.pct(0.5) / a)
+    let warm = if a.cold {
+        None
+    } else {
+        match host::Warm::start() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot start the warm-CPU busy loops ({e}); timed rows run cold"
+                );
+                None
             }
-            _ => "-".into(),
-        },
-    );
-    scale_row("write p50 µs: 0 → 10k other watches", &|r| match (
-        p50(&r.watches0),
-        p50(&r.watches10k),
-    ) {
-        (Some(a), Some(b)) => format!("{a:.1} → {b:.1} ({:.2}×)", b / a),
-        _ => "-".into(),
-    });
-    scale_row(
-        "write p50 µs: 1 → 1000 domains*",
-        &|r| match (p50(&r.doms1), p50(&r.doms1000)) {
-            (Some(a), Some(b)) => format!("{a:.1} → {b:.1} ({:.2}×)", b / a),
-            _ => "-".into(),
-        },
-    );
-    scale_row("10,000-child directory", &|r| match &r.dir {
-        Some((d, n)) => format!("{n} listed OK in {:.1} ms", d.as_secs_f64() * 1e3),
-        None => "-".into(),
-    });
-    scale_row("RSS idle → 100k nodes", &|r| match &r.rss {
-        Some((i, f)) => format!("{i} KB → {f} KB"),
-        None => "-".into(),
-    });
-    println!(
-        "\n*domains: drvdom-xenstored serves each introduced domain on its own socket; the 4.17 peers see every socket client as dom0, so they get 1000 plain connections."
-    );
-
-    // Ratios against the targets of the xenstore issue.
-    let Some(ours) = get(results, Kind::Ours) else {
-        return;
+        }
     };
-    let echo = get(results, Kind::Echo);
-    let peers: Vec<&Results> = [Kind::Cx, Kind::Ox]
-        .iter()
-        .filter_map(|k| get(results, *k))
-        .collect();
-    let rate = |s: &Option<Stats>| s.as_ref().map(Stats::ops_per_s);
-    let best_peer_rate = |pick: Pick| {
-        peers
-            .iter()
-            .filter_map(|r| rate(pick(r)))
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    let warm_loops = warm.as_ref().map_or(0, host::Warm::count);
+    if a.wants("speed") {
+        eprintln!("== throughput and latency (interleaved rounds)");
+        speed_all(&mut results, &a);
+    }
+    let mut attacks = Vec::new();
+    if a.wants("attacks") && kinds.contains(&Kind::Ours) {
+        eprintln!("== attacks on drvdom-xenstored");
+        let reads = if a.quick { 600 } else { 3000 };
+        for (i, name) in attacks::ATTACKS.iter().enumerate() {
+            if let Some(r) = step(name, Kind::Ours.name(), || attacks::run(i, reads)) {
+                attacks.push(r);
+            }
+        }
+    }
+    drop(warm);
+    let run = report::Run {
+        load_before,
+        load_after: host::loadavg(),
+        cores: host::cores(),
+        warm_loops,
+        quick: a.quick,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    println!("\n| target | measured | goal | met |");
-    println!("|---|---|---|---|");
-    let line = |what: &str, v: Option<f64>, goal: &str, ok: fn(f64) -> bool| match v {
-        Some(v) => println!(
-            "| {what} | {v:.2}× | {goal} | {} |",
-            if ok(v) { "yes" } else { "NO" }
-        ),
-        None => println!("| {what} | - | {goal} | n/a |"),
-    };
-    // A synchronous round trip's speed is 1/latency: compare medians, which
-    // a shared, noisy machine disturbs far less than means.
-    let vs_echo = |pick: Pick| match (p50(pick(ours)), echo.and_then(|e| p50(pick(e)))) {
-        (Some(o), Some(e)) if o > 0.0 => Some(e / o),
-        _ => None,
-    };
-    line(
-        "sync read vs echo (p50)",
-        vs_echo(|r| &r.read),
-        "≥0.8×",
-        |v| v >= 0.8,
-    );
-    line(
-        "sync write vs echo",
-        vs_echo(|r| &r.write),
-        "≥0.8×",
-        |v| v >= 0.8,
-    );
-    line(
-        "tx of 10 writes vs echo (12 round trips)",
-        vs_echo(|r| &r.tx10),
-        "≥0.8×",
-        |v| v >= 0.8,
-    );
-    let vs_peer = |pick: Pick| match (rate(pick(ours)), best_peer_rate(pick)) {
-        (Some(o), Some(p)) if p > 0.0 => Some(o / p),
-        _ => None,
-    };
-    line(
-        "64 in flight vs best peer",
-        vs_peer(|r| &r.pipe),
-        "≥3×",
-        |v| v >= 3.0,
-    );
-    line(
-        "8 connections vs best peer",
-        vs_peer(|r| &r.conns8),
-        "≥3×",
-        |v| v >= 3.0,
-    );
-    let best_watch = peers
-        .iter()
-        .filter_map(|r| p50(&r.watch))
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
-    line(
-        "watch latency p50 vs best peer",
-        p50(&ours.watch).zip(best_watch).map(|(o, p)| o / p),
-        "≤0.6×",
-        |v| v <= 0.6,
-    );
-    line(
-        "write cost at 1M nodes vs 1k",
-        p50(&ours.cost_small)
-            .zip(ours.cost_big.as_ref().map(|(_, s)| s.pct(0.5)))
-            .map(|(a, b)| b / a),
-        "≤1.5×",
-        |v| v <= 1.5,
-    );
-    line(
-        "write cost with 10k watches vs none",
-        p50(&ours.watches0)
-            .zip(p50(&ours.watches10k))
-            .map(|(a, b)| b / a),
-        "≤1.5×",
-        |v| v <= 1.5,
-    );
-    line(
-        "write cost with 1000 domains vs 1",
-        p50(&ours.doms1)
-            .zip(p50(&ours.doms1000))
-            .map(|(a, b)| b / a),
-        "≤1.5×",
-        |v| v <= 1.5,
-    );
-    let best_rss = peers
-        .iter()
-        .filter_map(|r| r.rss.map(|(_, f)| f as f64))
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
-    line(
-        "RSS at 100k nodes vs best peer",
-        ours.rss
-            .map(|(_, f)| f as f64)
-            .zip(best_rss)
-            .map(|(o, p)| o / p),
-        "≤0.6×",
-        |v| v <= 0.6,
-    );
+    report::print(&run, &results, &scale, &attacks);
+    ExitCode::SUCCESS
 }

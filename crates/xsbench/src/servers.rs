@@ -34,11 +34,46 @@ impl Kind {
     }
 }
 
+/// A tool the server runs under (for the cost figures).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wrap {
+    /// Run it as it is.
+    None,
+    /// valgrind's callgrind, output in this file (`%p` becomes the pid).
+    Callgrind(PathBuf),
+    /// `strace -c -f`, summary in this file.
+    Strace(PathBuf),
+}
+
+impl Wrap {
+    fn argv(&self) -> Vec<String> {
+        match self {
+            Wrap::None => Vec::new(),
+            Wrap::Callgrind(f) => vec![
+                "valgrind".into(),
+                "--tool=callgrind".into(),
+                "--quiet".into(),
+                format!("--callgrind-out-file={}", f.display()),
+            ],
+            Wrap::Strace(f) => vec![
+                "strace".into(),
+                "-c".into(),
+                "-f".into(),
+                "-o".into(),
+                f.display().to_string(),
+            ],
+        }
+    }
+}
+
 pub struct Server {
+    pub kind: Kind,
     pub socket: PathBuf,
     /// Directory where domain sockets appear (ours only).
     pub domain_dir: Option<PathBuf>,
+    /// The process we started (the wrapper, if any).
     pub pid: u32,
+    wrap: Wrap,
     child: Option<Child>,
     _dir: TempDir,
 }
@@ -113,6 +148,12 @@ pub fn peers_installed() -> bool {
 
 impl Server {
     pub fn start(kind: Kind, extra: &[String]) -> Result<Server> {
+        Server::start_wrapped(kind, extra, Wrap::None)
+    }
+
+    /// Start `kind` under `wrap` (valgrind or strace): our server directly,
+    /// the peers through their start scripts' `XS_WRAP` hook.
+    pub fn start_wrapped(kind: Kind, extra: &[String], wrap: Wrap) -> Result<Server> {
         let dir = TempDir::new(kind.name())?;
         let socket = dir.0.join("socket");
         let mut domain_dir = None;
@@ -126,7 +167,15 @@ impl Server {
             Kind::Ours => {
                 let dd = dir.0.join("domains");
                 std::fs::create_dir_all(&dd)?;
-                let mut c = Command::new(ours_binary()?);
+                let argv = wrap.argv();
+                let mut c = match argv.split_first() {
+                    Some((prog, args)) => {
+                        let mut c = Command::new(prog);
+                        c.args(args).arg(ours_binary()?);
+                        c
+                    }
+                    None => Command::new(ours_binary()?),
+                };
                 c.arg("--socket")
                     .arg(&socket)
                     .arg("--domain-socket-dir")
@@ -142,6 +191,9 @@ impl Server {
                 });
                 let mut c = Command::new("bash");
                 c.arg(script).arg("-f").arg(&dir.0);
+                if wrap != Wrap::None {
+                    c.env("XS_WRAP", wrap.argv().join(" "));
+                }
                 c
             }
         };
@@ -156,19 +208,55 @@ impl Server {
             .with_context(|| format!("start {}", kind.name()))?;
         let pid = child.id();
         let mut child = Some(child);
+        // valgrind starts slowly: give every server the same generous wait
         wait_socket(&socket, &mut child, kind.name())?;
         Ok(Server {
+            kind,
             socket,
             domain_dir,
             pid,
+            wrap,
             child,
             _dir: dir,
         })
     }
 
+    /// The process that does the serving: the one we started, or (under
+    /// strace) the one strace traces.
+    pub fn server_pid(&self) -> u32 {
+        match self.wrap {
+            Wrap::Strace(_) => first_child(self.pid).unwrap_or(self.pid),
+            Wrap::None | Wrap::Callgrind(_) => self.pid,
+        }
+    }
+
+    /// Stop the server and wait for it (its wrapper writes its report on
+    /// the server's exit).
+    pub fn stop(mut self) -> Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let target = self.server_pid();
+        // SAFETY: kill(2) with a pid we started (or its traced child, which
+        // lives as long as the wrapper we have not reaped).
+        unsafe {
+            libc::kill(target as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if c.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        bail!("{} did not stop within 120 s of SIGTERM", self.kind.name())
+    }
+
     /// Resident set size of the server process in KiB.
     pub fn rss_kb(&self) -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid())).ok()?;
         s.lines()
             .find(|l| l.starts_with("VmRSS:"))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -178,11 +266,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let target = self.server_pid();
         if let Some(mut c) = self.child.take() {
             // SIGTERM first so the server can clean up, then make sure.
-            // SAFETY: kill(2) with a pid we spawned and still own (not reaped).
+            // SAFETY: kill(2) with a pid we spawned and still own (not
+            // reaped), or its traced child (alive while the tracer is).
             unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(target as libc::pid_t, libc::SIGTERM);
             }
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
@@ -195,6 +285,12 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// The first child of process `pid` (strace's tracee).
+fn first_child(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 /// Answer every request with the smallest valid reply of the same shape:

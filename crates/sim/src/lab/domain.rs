@@ -121,6 +121,18 @@ async fn boot(host: &SimHost, role: DomainRole<'_>, rec: &DomainRec) -> Result<(
             .await
             .map_err(Error::xs(format!("introduce domain {domid}")))?;
     }
+    if is_driver {
+        let (id, n, m) = (
+            domid.0.to_string(),
+            super::LAB_QUOTA_NODES.to_string(),
+            super::LAB_QUOTA_MEMORY.to_string(),
+        );
+        dom0.control(&["quota-set", &id, "nodes", &n, "memory", &m])
+            .await
+            .map_err(Error::xs(format!(
+                "raise the quotas of driver domain {name} ({domid})"
+            )))?;
+    }
     xenbus::make_domain(dom0, &DomainSpec::new(domid, name).driver_domain(is_driver))
         .await
         .map_err(Error::xb(format!("write the xenstore home of {name}")))?;

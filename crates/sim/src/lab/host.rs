@@ -14,7 +14,7 @@ use xentypes::{Bdf, IpCidr};
 use super::procs::{self, Spawn};
 use super::state::{self, Bins, DomainRec, LabState, NicPlace, ProcRec, Role};
 use super::wait::{self, WaitEnd};
-use super::{LAB_QUOTA_NODES, OUTSIDE_ADDR, OUTSIDE_BRIDGE, PROBE_TIMEOUT, load};
+use super::{OUTSIDE_ADDR, OUTSIDE_BRIDGE, PROBE_TIMEOUT, load};
 use crate::error::{Error, Result, chain};
 use crate::link::Netlink;
 use crate::{icmp, netns};
@@ -127,8 +127,6 @@ impl SimHost {
             st.xenstored_socket.display().to_string(),
             "--domain-socket-dir".to_string(),
             st.domain_socket_dir.display().to_string(),
-            "--quota-nodes".to_string(),
-            LAB_QUOTA_NODES.to_string(),
         ];
         let dom0_ns = st.domains[0].netns.clone();
         let xs = cfg.bins.xenstored.clone();

@@ -49,12 +49,21 @@ use crate::netns;
 pub const OUTSIDE_ADDR: &str = "198.51.100.1/24";
 /// The outside network's bridge.
 pub const OUTSIDE_BRIDGE: &str = "outbr";
-/// Nodes a domain may own in the lab's xenstored. Each vif puts about 30
-/// nodes in the driver domain's quota (toolstack keys, netback features,
-/// hotplug status, the agent's published port), so the C xenstored
-/// default of 1000 caps a driver domain at about 30 vifs; on a real host
-/// raise `quota-nb-entry-per-domain` the same way.
-pub const LAB_QUOTA_NODES: u32 = 65536;
+/// Vifs a driver domain of the lab can serve. Guests keep xenstored's
+/// defaults (Xen's: 1000 nodes, 2.5 MiB); only a driver domain gets more,
+/// because each vif puts about 30 nodes in *its* quota (the backend
+/// directory and toolstack keys dom0 writes for it, netback's feature and
+/// queue keys, the hotplug status, the agent's published port; doctor
+/// counts 32), so the default caps a driver domain at about 30 vifs.
+pub const DRIVER_DOMAIN_VIFS: u32 = 1024;
+/// A driver domain's node quota: the default for its own keys plus 32 per
+/// vif (33,768). On a real host raise it the same way (cxenstored `-E`
+/// applies to every domain; drvdom-xenstored `CONTROL quota-set` to one).
+pub const LAB_QUOTA_NODES: u32 = 1000 + 32 * DRIVER_DOMAIN_VIFS;
+/// A driver domain's memory quota: the default (2.5 MiB, cxenstored 4.17's
+/// `quota_memory_per_domain_hard`) plus 4 KiB per vif (32 nodes of about
+/// 100 bytes each: record, name, value, two permissions).
+pub const LAB_QUOTA_MEMORY: u32 = 2_621_440 + 4096 * DRIVER_DOMAIN_VIFS;
 /// How long a domain's kernel and agent may take to come up.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one probe keeps sending echo requests (one every 250 ms).
