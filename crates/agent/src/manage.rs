@@ -32,6 +32,8 @@ pub(crate) struct Manager {
     publisher: Publisher,
     problems: Vec<String>,
     settings: Vec<BridgeSetting>,
+    /// Link notifications, subscribed before the first read of the links.
+    links: Option<LinkEvents>,
 }
 
 /// Publish `starting`, build the desired bridges (a failure of the
@@ -66,6 +68,15 @@ pub(crate) async fn start(
             context: "publish the agent's state".into(),
             source,
         })?;
+    // Subscribed first, so no change between the dump and the stream is
+    // missed.
+    let links = match LinkEvents::subscribe() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(error = %chain(&e), "no link notifications; bridges published at settings changes only");
+            None
+        }
+    };
     let mut m = Manager {
         client: client.clone(),
         domid,
@@ -75,9 +86,11 @@ pub(crate) async fn start(
         publisher,
         problems: Vec::new(),
         settings: Vec::new(),
+        links,
     };
     m.reread().await;
     m.converge().await;
+    m.resync().await;
     if let Some(up) = &cfg.uplink {
         if let Some(p) = m
             .problems
@@ -140,6 +153,14 @@ impl Manager {
         }
     }
 
+    /// Read the kernel's links again (start, lost notifications, no
+    /// notifications at all).
+    async fn resync(&mut self) {
+        if let Err(e) = self.publisher.resync(&self.hp).await {
+            debug!(error = %e, "cannot read the links");
+        }
+    }
+
     /// Replay is done: publish `ready` and follow changes until `stop`.
     pub(crate) fn run(mut self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
@@ -159,13 +180,7 @@ impl Manager {
                     None
                 }
             };
-            let mut links = match LinkEvents::subscribe() {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    warn!(error = %chain(&e), "no link notifications; bridges published at changes of settings only");
-                    None
-                }
-            };
+            let mut links = self.links.take();
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
@@ -174,6 +189,9 @@ impl Manager {
                             Some(Ok(_)) => {
                                 self.reread().await;
                                 self.converge().await;
+                                if links.is_none() {
+                                    self.resync().await;
+                                }
                                 self.publish().await;
                             }
                             _ => {
@@ -183,15 +201,19 @@ impl Manager {
                         }
                     }
                     ev = async { links.as_mut()?.next().await }, if links.is_some() => {
-                        if ev.is_none() {
+                        let Some(updates) = ev else {
                             links = None;
                             continue;
-                        }
+                        };
+                        let mut complete = self.publisher.apply(updates);
                         if let Some(l) = links.as_mut() {
-                            settle(l).await;
+                            complete &= settle(l, &mut self.publisher).await;
                         }
                         if !self.problems.is_empty() {
                             self.converge().await;
+                        }
+                        if !complete {
+                            self.resync().await;
                         }
                         self.publish().await;
                     }
@@ -201,14 +223,21 @@ impl Manager {
     }
 }
 
-/// Let a burst of link notifications end (bounded by [`SETTLE_MAX`]).
-async fn settle(l: &mut LinkEvents) {
+/// Let a burst of link notifications end (bounded by [`SETTLE_MAX`]),
+/// applying them; false if some were lost.
+async fn settle(l: &mut LinkEvents, p: &mut Publisher) -> bool {
     let until = tokio::time::Instant::now() + SETTLE_MAX;
+    let mut complete = true;
     loop {
         let t = (tokio::time::Instant::now() + SETTLE).min(until);
         match tokio::time::timeout_at(t, l.next()).await {
-            Ok(Some(())) if tokio::time::Instant::now() < until => continue,
-            _ => return,
+            Ok(Some(updates)) => {
+                complete &= p.apply(updates);
+                if tokio::time::Instant::now() >= until {
+                    return complete;
+                }
+            }
+            _ => return complete,
         }
     }
 }

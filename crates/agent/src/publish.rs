@@ -4,13 +4,17 @@
 //! bridge of this domain with its uplink, MTU and ports — the `brctl show`
 //! of the driver domain, readable from dom0.
 //!
-//! Publishing writes only what changed since the last time (a driver
-//! domain with 1000 vifs must not rewrite 1000 nodes per event) and removes
-//! what is gone, including what an earlier run of the agent left.
+//! The kernel's links are read once (a dump at start, and again only if
+//! notifications were lost) and then followed from link notifications
+//! applied to a model in memory, so a publish costs no kernel dump however
+//! many vifs the domain has. Publishing writes only what changed since the
+//! last time (a driver domain with 1000 vifs must not rewrite 1000 nodes
+//! per event) and removes what is gone, including what an earlier run of
+//! the agent left.
 
 use std::collections::{BTreeMap, HashMap};
 
-use hotplug::{Hotplug, OperState};
+use hotplug::{Hotplug, LinkState, LinkUpdate, OperState};
 use tracing::debug;
 use xenbus::agent::{AgentState, PortRecord, agent_dir, node_name, published_bridges_dir};
 use xenstore::{AsyncClient, DomId};
@@ -26,6 +30,8 @@ pub(crate) struct Publisher {
     bridge_dirs: BTreeMap<String, ()>,
     seeded: bool,
     error: Option<String>,
+    /// The kernel's links, by interface index.
+    links: HashMap<u32, LinkState>,
 }
 
 impl Publisher {
@@ -37,6 +43,7 @@ impl Publisher {
             bridge_dirs: BTreeMap::new(),
             seeded: false,
             error: None,
+            links: HashMap::new(),
         }
     }
 
@@ -111,7 +118,45 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publish every bridge of this domain as the kernel has it now.
+    /// Read every link from the kernel (one dump).
+    pub(crate) async fn resync(&mut self, hp: &Hotplug) -> Result<(), String> {
+        let links = hotplug::link_states(hp.ops())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.links = links.into_iter().map(|l| (l.link.index, l)).collect();
+        Ok(())
+    }
+
+    /// Apply link notifications to the model; false if some were lost
+    /// (then [`Publisher::resync`]).
+    pub(crate) fn apply(&mut self, updates: Vec<LinkUpdate>) -> bool {
+        let mut complete = true;
+        for u in updates {
+            match u {
+                LinkUpdate::Link(l) => {
+                    self.links.insert(l.link.index, l);
+                }
+                LinkUpdate::Port {
+                    index,
+                    master,
+                    forwarding,
+                } => {
+                    if let Some(l) = self.links.get_mut(&index) {
+                        l.link.master = master;
+                        l.forwarding = forwarding;
+                    }
+                }
+                LinkUpdate::Gone { index } => {
+                    self.links.remove(&index);
+                }
+                LinkUpdate::Overflow => complete = false,
+            }
+        }
+        complete
+    }
+
+    /// Publish every bridge of this domain as the model has it, each vif
+    /// port with its filter and drop counters (read from the kernel).
     /// `uplinks`: the uplink interface of each bridge this agent built.
     pub(crate) async fn bridges(
         &mut self,
@@ -121,10 +166,7 @@ impl Publisher {
         if !self.seeded {
             self.seed().await.map_err(|e| e.to_string())?;
         }
-        // One dump, decoded link by link: bridges, their ports, states.
-        let links = hotplug::link_states(hp.ops())
-            .await
-            .map_err(|e| e.to_string())?;
+        let links = &self.links;
         // Every vif filter and its counters in one pass (two dumps).
         // `None` when unreadable: the ports are then published without.
         let filters: Option<HashMap<String, hotplug::FilterStatus>> =
@@ -138,13 +180,13 @@ impl Publisher {
         let dir = published_bridges_dir(self.domid);
         let mut want: BTreeMap<String, String> = BTreeMap::new();
         let mut want_dirs: BTreeMap<String, ()> = BTreeMap::new();
-        for b in links.iter().filter(|l| l.link.is_bridge()) {
+        for b in links.values().filter(|l| l.link.is_bridge()) {
             let b = &b.link;
             let bdir = format!("{dir}/{}", node_name(&b.name));
             want_dirs.insert(bdir.clone(), ());
             want.insert(format!("{bdir}/mtu"), b.mtu.to_string());
             let uplink = uplinks.get(&b.name);
-            let ports = links.iter().filter(|p| p.link.master == Some(b.index));
+            let ports = links.values().filter(|p| p.link.master == Some(b.index));
             for p in ports {
                 let name = &p.link.name;
                 if Some(name) == uplink {

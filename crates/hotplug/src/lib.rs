@@ -44,7 +44,7 @@ pub use bridge::{
 pub use error::{Error, Result};
 pub use filter::{DropCounters, DropReason, FilterMode, FilterSpec, FilterStatus};
 pub use hotplug::Hotplug;
-pub use monitor::{LinkEvents, LinkState, delete_bridge, link_states};
+pub use monitor::{LinkEvents, LinkState, LinkUpdate, decode_updates, delete_bridge, link_states};
 pub use netlink::NetlinkOps;
 pub use ops::{
     FdbEntry, IFNAMSIZ, IfAddress, Link, LinkChange, LinkOps, Master, OperState, PortSettings,

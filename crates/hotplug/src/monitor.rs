@@ -3,13 +3,15 @@
 //! deleting a bridge it built. Kernel only (no [`crate::LinkOps`] fake):
 //! these feed a report, not the hotplug decisions.
 
+use rtnetlink::packet_core::Nla;
 use rtnetlink::packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkMessage, NetlinkPayload,
 };
-use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{
     BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage,
+    LinkProtoInfoBridge,
 };
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
@@ -140,14 +142,43 @@ pub async fn delete_bridge(ops: &NetlinkOps, name: &str) -> Result<()> {
 
 /// `RTMGRP_LINK` [include/uapi/linux/rtnetlink.h]: link notifications.
 const RTMGRP_LINK: u32 = 1;
-/// Receive buffer for one notification (the content is not needed).
-const EVENT_BUF: usize = 16 * 1024;
+/// Receive buffer for one notification (a link message is a few KiB; a
+/// truncated one is reported as an overflow).
+const EVENT_BUF: usize = 64 * 1024;
+/// `IFLA_BRPORT_STATE` [include/uapi/linux/if_link.h], in the `IFLA_PROTINFO`
+/// of the bridge's own (`AF_BRIDGE`) port notifications.
+const IFLA_BRPORT_STATE: u16 = 1;
+/// `BR_STATE_FORWARDING` [include/uapi/linux/if_bridge.h].
+const BR_STATE_FORWARDING: u8 = 3;
 
-/// Notifications of link changes (a link appears, goes, changes state or
-/// master) in the calling thread's namespace. Only the fact that something
-/// changed is kept: the messages are read into one fixed buffer and
-/// dropped, so a burst costs no memory (an overflow of the kernel's queue,
-/// `ENOBUFS`, also counts as a change).
+/// One link notification, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkUpdate {
+    /// A link appeared or changed: its whole state.
+    Link(LinkState),
+    /// The bridge reported one of its ports (`AF_BRIDGE`): its master (none:
+    /// it left the bridge) and STP state.
+    Port {
+        /// Interface index.
+        index: u32,
+        /// Its bridge, if still a port.
+        master: Option<u32>,
+        /// Forwarding, if known.
+        forwarding: Option<bool>,
+    },
+    /// A link is gone.
+    Gone {
+        /// Interface index.
+        index: u32,
+    },
+    /// Notifications were lost (the kernel's queue overflowed, or one did
+    /// not decode): the listener must read the whole state again.
+    Overflow,
+}
+
+/// Link notifications (`RTNLGRP_LINK`: a link appears, goes, changes state
+/// or master) in the calling thread's namespace, decoded one datagram at a
+/// time into compact [`LinkUpdate`]s (nothing is queued in user space).
 pub struct LinkEvents {
     sock: TokioSocket,
     buf: Box<[u8]>,
@@ -173,13 +204,187 @@ impl LinkEvents {
         })
     }
 
-    /// Wait for the next link change; `None` if the socket failed.
-    pub async fn next(&mut self) -> Option<()> {
-        let mut b: &mut [u8] = &mut self.buf[..];
-        match self.sock.recv(&mut b).await {
-            Ok(()) => Some(()),
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => Some(()),
-            Err(_) => None,
+    /// The next notification(s); `None` if the socket failed.
+    pub async fn next(&mut self) -> Option<Vec<LinkUpdate>> {
+        let n = {
+            let mut b: &mut [u8] = &mut self.buf[..];
+            match self.sock.recv(&mut b).await {
+                Ok(()) => EVENT_BUF - b.len(),
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
+                    return Some(vec![LinkUpdate::Overflow]);
+                }
+                Err(_) => return None,
+            }
+        };
+        Some(decode_updates(&self.buf[..n]))
+    }
+}
+
+/// Decode the link notifications of one datagram; anything that does not
+/// decode makes it an [`LinkUpdate::Overflow`] (read everything again).
+pub fn decode_updates(buf: &[u8]) -> Vec<LinkUpdate> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let Ok(nb) = NetlinkBuffer::new_checked(&buf[at..]) else {
+            out.push(LinkUpdate::Overflow);
+            break;
+        };
+        let len = usize::try_from(nb.length()).unwrap_or(0);
+        if len == 0 || at + len > buf.len() {
+            out.push(LinkUpdate::Overflow);
+            break;
         }
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[at..at + len]);
+        at += (len + 3) & !3;
+        let Ok(msg) = msg else {
+            out.push(LinkUpdate::Overflow);
+            continue;
+        };
+        let NetlinkPayload::InnerMessage(inner) = msg.payload else {
+            continue;
+        };
+        match inner {
+            RouteNetlinkMessage::NewLink(m)
+                if m.header.interface_family == AddressFamily::Bridge =>
+            {
+                out.push(LinkUpdate::Port {
+                    index: m.header.index,
+                    master: master_of(&m),
+                    forwarding: bridge_port_state(&m),
+                });
+            }
+            RouteNetlinkMessage::DelLink(m)
+                if m.header.interface_family == AddressFamily::Bridge =>
+            {
+                out.push(LinkUpdate::Port {
+                    index: m.header.index,
+                    master: None,
+                    forwarding: None,
+                });
+            }
+            RouteNetlinkMessage::NewLink(m) => match link_from_msg(&m) {
+                Some(link) => out.push(LinkUpdate::Link(LinkState {
+                    forwarding: port_forwarding_of(&m),
+                    link,
+                })),
+                None => out.push(LinkUpdate::Overflow),
+            },
+            RouteNetlinkMessage::DelLink(m) => out.push(LinkUpdate::Gone {
+                index: m.header.index,
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn master_of(m: &LinkMessage) -> Option<u32> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(c) if *c != 0 => Some(*c),
+        _ => None,
+    })
+}
+
+/// `IFLA_PROTINFO`'s `IFLA_BRPORT_STATE` of an `AF_BRIDGE` notification.
+fn bridge_port_state(m: &LinkMessage) -> Option<bool> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::ProtoInfoBridge(infos) => infos.iter().find_map(|i| match i {
+            LinkProtoInfoBridge::Other(nla) if nla.kind() == IFLA_BRPORT_STATE => {
+                let mut v = vec![0u8; nla.value_len()];
+                nla.emit_value(&mut v);
+                v.first().map(|s| *s == BR_STATE_FORWARDING)
+            }
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_core::DefaultNla;
+
+    fn bytes(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::from(msg);
+        m.finalize();
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.serialize(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn bridge_port_notifications_give_master_and_state() {
+        let mut lm = LinkMessage::default();
+        lm.header.interface_family = AddressFamily::Bridge;
+        lm.header.index = 7;
+        lm.attributes.push(LinkAttribute::Controller(3));
+        lm.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(DefaultNla::new(
+                IFLA_BRPORT_STATE,
+                vec![BR_STATE_FORWARDING],
+            )),
+        ]));
+        let mut buf = bytes(RouteNetlinkMessage::NewLink(lm.clone()));
+        // Two messages in one datagram.
+        lm.header.index = 8;
+        lm.attributes = vec![LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_STATE, vec![0])),
+        ])];
+        buf.extend(bytes(RouteNetlinkMessage::NewLink(lm)));
+        assert_eq!(
+            decode_updates(&buf),
+            [
+                LinkUpdate::Port {
+                    index: 7,
+                    master: Some(3),
+                    forwarding: Some(true)
+                },
+                LinkUpdate::Port {
+                    index: 8,
+                    master: None,
+                    forwarding: Some(false)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn link_notifications_give_the_whole_link_or_its_removal() {
+        let mut lm = LinkMessage::default();
+        lm.header.index = 5;
+        lm.attributes.push(LinkAttribute::IfName("vif2.0".into()));
+        lm.attributes.push(LinkAttribute::Mtu(1500));
+        lm.attributes.push(LinkAttribute::Controller(4));
+        let got = decode_updates(&bytes(RouteNetlinkMessage::NewLink(lm.clone())));
+        let [LinkUpdate::Link(l)] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert_eq!(
+            (l.link.index, l.link.name.as_str(), l.link.master),
+            (5, "vif2.0", Some(4))
+        );
+        assert_eq!(l.forwarding, None);
+        assert_eq!(
+            decode_updates(&bytes(RouteNetlinkMessage::DelLink(lm))),
+            [LinkUpdate::Gone { index: 5 }]
+        );
+    }
+
+    #[test]
+    fn damaged_datagrams_ask_for_a_resync() {
+        let mut lm = LinkMessage::default();
+        lm.attributes.push(LinkAttribute::IfName("eth0".into()));
+        let buf = bytes(RouteNetlinkMessage::NewLink(lm));
+        assert_eq!(
+            decode_updates(&buf[..buf.len() - 3]),
+            [LinkUpdate::Overflow]
+        );
+        assert_eq!(decode_updates(&[1, 2, 3]), [LinkUpdate::Overflow]);
+        assert!(decode_updates(&[]).is_empty());
+        // A link message without a name is not usable either.
+        let nameless = bytes(RouteNetlinkMessage::NewLink(LinkMessage::default()));
+        assert_eq!(decode_updates(&nameless), [LinkUpdate::Overflow]);
     }
 }

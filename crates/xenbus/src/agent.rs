@@ -14,7 +14,7 @@
 //! may hold almost anything (`vif5.0`, `br.100`). A bridge or interface
 //! name is stored as its [`node_name`]: every other byte written as `@`
 //! and two lowercase hex digits (`vif5.0` → `vif5@2e0`); [`ifname_of_node`]
-//! reverses it. Port objects also carry the plain `"name"`.
+//! reverses it ([`read_published`] returns the plain names).
 //!
 //! Trust: everything under `data/drvdom` is written by the driver domain;
 //! [`read_published`] parses it defensively (bounded counts, unknown or bad
@@ -302,7 +302,8 @@ pub async fn read_config(
 /// One bridge port as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRecord {
-    /// The interface name.
+    /// The interface name (from the node's name when read back; a writer
+    /// may leave it empty, and it is then not written).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Frontend domain and devid, for a vif (absent for the uplink).

@@ -10,7 +10,7 @@
 //!
 //! Each loop iteration waits for readiness (without blocking while some
 //! connection is ready), then gives every group of ready connections one
-//! turn ([`Daemon::turn`]): read what the socket holds, handle requests
+//! turn (`Daemon::turn`): read what the socket holds, handle requests
 //! within the turn's [`Budget`], write the replies and the watch events
 //! they caused for others. A synchronous round trip costs three system
 //! calls (wait, read, write); pipelined requests share them.
