@@ -45,6 +45,10 @@ const RT_TABLE_MAIN: u32 = 254;
 #[derive(Debug, Clone)]
 pub struct NetlinkOps {
     handle: Handle,
+    /// One dump at a time: the kernel refuses a second dump on a socket
+    /// whose first is still running (EBUSY, `netlink_dump_start`), and
+    /// concurrent vif hotplugs share this socket.
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
     _conn: std::sync::Arc<AbortOnDrop>,
     nft: std::sync::Arc<filter::socket::Nft>,
 }
@@ -82,6 +86,7 @@ impl NetlinkOps {
         let task = tokio::spawn(conn);
         Ok(NetlinkOps {
             handle,
+            dumps: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             _conn: std::sync::Arc::new(AbortOnDrop(task)),
             nft: std::sync::Arc::new(filter::socket::Nft::open()?),
         })
@@ -286,6 +291,7 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn links(&self) -> Result<Vec<Link>> {
+        let _one = self.dumps.lock().await;
         let msgs: Vec<LinkMessage> = self
             .handle
             .link()
@@ -385,6 +391,7 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn addresses(&self, link: &Link) -> Result<Vec<IfAddress>> {
+        let _one = self.dumps.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -428,6 +435,7 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn routes(&self, link: &Link) -> Result<Vec<Route>> {
+        let _one = self.dumps.lock().await;
         let mut out = Vec::new();
         let v4 = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let v6 = RouteMessageBuilder::<Ipv6Addr>::new().build();
@@ -533,6 +541,7 @@ impl LinkOps for NetlinkOps {
     }
 
     async fn fdb(&self, bridge: &Link) -> Result<Vec<FdbEntry>> {
+        let _one = self.dumps.lock().await;
         let mut req = self.handle.neighbours().get();
         req.message_mut().header.family = AddressFamily::Bridge;
         req.message_mut()

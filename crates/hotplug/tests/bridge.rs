@@ -5,7 +5,7 @@ mod common;
 
 use common::{flags, in_netns, ip, link_line};
 
-use hotplug::{BridgeConfig, Hotplug, OperState};
+use hotplug::{BridgeConfig, Hotplug, LinkOps, OperState};
 
 fn cfg(bridge: &str, uplink: Option<&str>) -> BridgeConfig {
     BridgeConfig {
@@ -193,5 +193,38 @@ fn bridge_up_finishes_a_half_done_move() {
                 .unwrap()
                 .changed()
         );
+    });
+}
+
+/// Many hotplugs at once share one rtnetlink socket, and the kernel
+/// refuses a second dump on a socket while the first runs (EBUSY): every
+/// dump (links, addresses, routes, the bridge's FDB) must wait its turn.
+#[test]
+fn concurrent_dumps_on_one_socket_all_succeed() {
+    testutil::require_root!();
+    testutil::require_cmd!("ip");
+    in_netns(|| async {
+        ip("link add up0 type veth peer name up0p");
+        ip("addr add 192.0.2.10/24 dev up0");
+        let hp = Hotplug::connect().unwrap();
+        hp.bridge_up(&cfg("xenbr0", Some("up0"))).await.unwrap();
+        let ops = hp.ops();
+        let br = ops.link_by_name("xenbr0").await.unwrap().unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..64 {
+            let (ops, br) = (ops.clone(), br.clone());
+            jobs.push(tokio::spawn(async move {
+                match i % 4 {
+                    0 => ops.fdb(&br).await.map(|v| v.len()),
+                    1 => ops.links().await.map(|v| v.len()),
+                    2 => ops.addresses(&br).await.map(|v| v.len()),
+                    _ => ops.routes(&br).await.map(|v| v.len()),
+                }
+            }));
+        }
+        for j in jobs {
+            let n = j.await.unwrap().unwrap();
+            assert!(n > 0, "every dump sees something");
+        }
     });
 }
