@@ -13,6 +13,12 @@
 //! read and one write per batch. Watch events for other connections are
 //! queued in the server and their tasks are woken to write them. A client
 //! that does not read blocks only its own task.
+//!
+//! On a real Xen host ([`run_with`] given a [`RingSet`]) one more task
+//! serves every shared ring (dom0's kernel ring, introduced domains): it
+//! waits on the event channel file and drives the same core under the same
+//! lock; ring connections dirtied by others' requests are written at once
+//! by whoever holds the lock (`flush_others`).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -30,6 +36,7 @@ use xenstore::DomId;
 use crate::error::{Error, Result};
 use crate::hash::FastState;
 use crate::quota::Quotas;
+use crate::ringd::RingSet;
 use crate::server::{ConnId, Effect, Server};
 
 /// Daemon settings.
@@ -73,6 +80,8 @@ struct State {
     /// One read buffer for all connections (reads happen under the lock);
     /// a connection only keeps a buffer of its own for a partial request.
     scratch: Vec<u8>,
+    /// Shared rings, on a real Xen host.
+    rings: Option<RingSet>,
 }
 
 impl State {
@@ -82,6 +91,7 @@ impl State {
             io: HashMap::default(),
             listeners: HashMap::new(),
             scratch: Vec::new(),
+            rings: None,
         }
     }
 }
@@ -120,6 +130,19 @@ fn bind(path: &Path) -> Result<UnixListener> {
 
 /// Serve until `shutdown` completes, then remove every socket created.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    run_with(config, None, || {}, shutdown).await
+}
+
+/// [`run`], also serving shared rings if `rings` is given (dom0's kernel
+/// ring at once, if it was set), and calling `ready` once the socket is
+/// bound and the rings are served: a client may connect from then on and
+/// finds `/`, `/tool` and `/tool/xenstored`.
+pub async fn run_with(
+    config: Config,
+    rings: Option<RingSet>,
+    ready: impl FnOnce(),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     if let Some(dir) = &config.domain_socket_dir {
         std::fs::create_dir_all(dir).map_err(|source| Error::File {
             path: dir.clone(),
@@ -132,9 +155,34 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         domain_dir: config.domain_socket_dir.clone(),
     });
     info!(socket = %config.socket.display(), "xenstored listening");
+    let ring_task = match rings {
+        Some(mut r) => {
+            let fd = r.poll_fd().map_err(|source| Error::Xen {
+                what: "duplicate".into(),
+                path: "/dev/xen/evtchn".into(),
+                source,
+            })?;
+            {
+                let mut guard = shared.lock();
+                let st = &mut *guard;
+                if let Err(e) = r.start(&mut st.server) {
+                    let _ = std::fs::remove_file(&config.socket);
+                    return Err(e);
+                }
+                st.rings = Some(r);
+            }
+            let wake = Arc::new(Notify::new());
+            Some(tokio::spawn(ring_loop(shared.clone(), fd, wake)))
+        }
+        None => None,
+    };
+    ready();
     let acceptor = tokio::spawn(accept_loop(shared.clone(), listener, DomId::DOM0));
     shutdown.await;
     acceptor.abort();
+    if let Some(t) = ring_task {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&config.socket);
     let listeners: Vec<(PathBuf, JoinHandle<()>)> =
         shared.lock().listeners.drain().map(|(_, v)| v).collect();
@@ -185,6 +233,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener, domid: DomId) 
 }
 
 fn apply_effects(shared: &Arc<Shared>, st: &mut State, effects: Vec<Effect>) {
+    if let Some(r) = &mut st.rings {
+        r.on_effects(&mut st.server, &effects);
+    }
     let Some(dir) = &shared.domain_dir else {
         return;
     };
@@ -269,8 +320,14 @@ fn flush(server: &mut Server, stream: &UnixStream, cid: ConnId) -> std::io::Resu
 }
 
 /// After requests were handled: write the output they queued for other
-/// connections now; wake the task of any whose socket is full.
-fn flush_others(server: &mut Server, io: &HashMap<ConnId, ConnIo, FastState>, cid: ConnId) {
+/// connections now (ring connections too); wake the task of any whose
+/// socket is full.
+fn flush_others(
+    server: &mut Server,
+    io: &HashMap<ConnId, ConnIo, FastState>,
+    rings: &mut Option<RingSet>,
+    cid: ConnId,
+) {
     while let Some(d) = server.pop_dirty() {
         if d == cid {
             continue;
@@ -279,6 +336,52 @@ fn flush_others(server: &mut Server, io: &HashMap<ConnId, ConnIo, FastState>, ci
             if server.is_closing(d) || !matches!(flush(server, &c.stream, d), Ok(true)) {
                 c.notify.notify_one();
             }
+        } else if let Some(r) = rings {
+            r.flush(server, d);
+        }
+    }
+}
+
+/// Serve the shared rings: wait for the event channel file to be readable
+/// (or for a turn asked for because work is left), then one turn of every
+/// ring under the lock, its effects, and the output it caused for others.
+async fn ring_loop(shared: Arc<Shared>, fd: std::os::fd::OwnedFd, wake: Arc<Notify>) {
+    let afd = match crate::xen::async_fd(fd) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "cannot poll the event channel device; rings are not served");
+            return;
+        }
+    };
+    // the first turn serves whatever was queued before we polled
+    wake.notify_one();
+    loop {
+        tokio::select! {
+            r = afd.readable() => match r {
+                Ok(mut g) => g.clear_ready(),
+                Err(e) => {
+                    warn!(error = %e, "event channel device failed; rings are not served");
+                    return;
+                }
+            },
+            () = wake.notified() => {}
+        }
+        let more = {
+            let mut guard = shared.lock();
+            let st = &mut *guard;
+            let Some(r) = st.rings.as_mut() else { return };
+            r.turn(&mut st.server);
+            if st.server.has_effects() {
+                let effects = st.server.take_effects();
+                apply_effects(&shared, st, effects);
+            }
+            flush_others(&mut st.server, &st.io, &mut st.rings, ConnId(u64::MAX));
+            st.rings.as_ref().is_some_and(RingSet::more_work)
+        };
+        if more {
+            // let the socket tasks in between turns, then go on
+            tokio::task::yield_now().await;
+            wake.notify_one();
         }
     }
 }
@@ -389,7 +492,7 @@ async fn serve_conn(shared: Arc<Shared>, stream: UnixStream, domid: DomId, slot:
             }
             // watch events for others first: they are what other clients
             // wait on, while our client gets its replies a write later
-            flush_others(&mut st.server, &st.io, cid);
+            flush_others(&mut st.server, &st.io, &mut st.rings, cid);
             match flush(&mut st.server, &stream, cid) {
                 Ok(true) => blocked = false,
                 Ok(false) => blocked = true,

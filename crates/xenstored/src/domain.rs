@@ -11,6 +11,8 @@ use xenstore::{Access, DomId, Perm};
 #[derive(Debug, Default, Clone)]
 struct Domain {
     target: Option<DomId>,
+    /// `@releaseDomain` already fired for its shutdown (until XS_RESUME).
+    shutdown: bool,
 }
 
 /// The domain table.
@@ -62,6 +64,24 @@ impl Domains {
         self.watches.remove(&d.0);
         self.transactions.remove(&d.0);
         was
+    }
+
+    /// Note that `d` shut down; false if already noted or not introduced.
+    pub(crate) fn mark_shutdown(&mut self, d: DomId) -> bool {
+        match self.introduced.get_mut(&d.0) {
+            Some(x) if !x.shutdown => {
+                x.shutdown = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// XS_RESUME: a later shutdown fires `@releaseDomain` again.
+    pub(crate) fn resume(&mut self, d: DomId) {
+        if let Some(x) = self.introduced.get_mut(&d.0) {
+            x.shutdown = false;
+        }
     }
 
     /// The SET_TARGET target of `d`.

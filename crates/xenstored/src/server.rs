@@ -40,6 +40,17 @@ pub enum Effect {
     /// Dom0 released a domain: remove its socket (its connections are
     /// already marked closing).
     Released(DomId),
+    /// Dom0 INTRODUCEd a domain, for the first time or again: on real Xen
+    /// map its ring page and (re)bind its event channel, resetting the ring
+    /// (xen `do_introduce`). Ignored by the socket-only IO layer.
+    RingIntroduced {
+        /// The domain.
+        domid: DomId,
+        /// The ring's frame as given (4.17's C server maps grant 1 instead).
+        gfn: i64,
+        /// The domain's event channel port.
+        evtchn: u32,
+    },
 }
 
 const INTRODUCE_DOMAIN: &str = "@introduceDomain";
@@ -451,7 +462,11 @@ impl Server {
                 }
                 ok(out)
             }
-            Request::Introduce { domid: d, .. } => {
+            Request::Introduce {
+                domid: d,
+                gfn,
+                evtchn,
+            } => {
                 require_priv(&caller)?;
                 if !d.is_valid_domain() {
                     return Err(XsErrno::Einval);
@@ -461,6 +476,11 @@ impl Server {
                     self.fire_special(INTRODUCE_DOMAIN);
                     self.effects.push(Effect::Introduced(d));
                 }
+                self.effects.push(Effect::RingIntroduced {
+                    domid: d,
+                    gfn,
+                    evtchn,
+                });
                 ok(out)
             }
             Request::Release(d) => {
@@ -476,6 +496,7 @@ impl Server {
                 if d == DomId::DOM0 || !self.domains.is_introduced(d) {
                     return Err(XsErrno::Enoent);
                 }
+                self.domains.resume(d);
                 ok(out)
             }
             Request::GetDomainPath(d) => {
@@ -547,6 +568,26 @@ impl Server {
         }
         self.domains.add_watches(domid, -(watches.len() as i64));
         self.domains.add_transactions(domid, -(ntx as i64));
+    }
+
+    /// The hypervisor reports `d` shut down or crashed: fire
+    /// `@releaseDomain` the first time (again only after XS_RESUME), as
+    /// xen `check_domains`. True if it fired.
+    pub fn domain_shutdown(&mut self, d: DomId) -> bool {
+        if d == DomId::DOM0 || !self.domains.mark_shutdown(d) {
+            return false;
+        }
+        self.fire_special(RELEASE_DOMAIN);
+        true
+    }
+
+    /// The hypervisor reports `d` dying or gone: forget it as XS_RELEASE
+    /// does (its connections close, `@releaseDomain` fires, and
+    /// [`Effect::Released`] follows).
+    pub fn release_domain(&mut self, d: DomId) {
+        if d != DomId::DOM0 {
+            self.release(d);
+        }
     }
 
     fn release(&mut self, d: DomId) {
