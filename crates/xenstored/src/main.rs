@@ -39,12 +39,21 @@ enum XenMode {
 /// A xenstore server: a unix socket for dom0's tools and, on a Xen host,
 /// dom0's kernel ring and every introduced domain's shared ring.
 #[derive(Debug, Parser)]
-#[command(name = "drvdom-xenstored", version, disable_help_flag = true)]
+#[command(
+    name = "drvdom-xenstored",
+    version,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
 #[allow(clippy::struct_excessive_bools)] // one flag per C daemon option
 struct Args {
     /// Print help (-H, as the C daemon).
     #[arg(short = 'h', long, short_alias = 'H', action = ArgAction::Help)]
     help: Option<bool>,
+    /// Print the version (no -V: that is --verbose, as the C daemon).
+    #[arg(long, action = ArgAction::Version)]
+    version: Option<bool>,
     /// Socket for dom0 (privileged) clients. Without it: $XENSTORED_PATH,
     /// else $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket, and
     /// the C daemon's start-up (fork unless -N).
@@ -370,5 +379,66 @@ fn main() -> ExitCode {
     match rt.block_on(serve(prepared, &readiness, args.output_pid)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_takes_the_c_daemons_flags() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "x",
+            "-N",
+            "-D",
+            "-V",
+            "-F",
+            "/run/p",
+            "-T",
+            "/tmp/t",
+            "-E",
+            "5",
+            "-W",
+            "6",
+            "-t",
+            "7",
+            "-S",
+            "8",
+            "-A",
+            "9",
+            "-M",
+            "100",
+            "-Q",
+            "transaction-nodes=11",
+            "-Q",
+            "memory=2",
+            "-q",
+            "memory=1",
+            "-w",
+            "watch-event=20",
+            "-R",
+            "-I",
+            "-K",
+            "-P",
+            "--pid-file",
+            "/run/xenstore.pid",
+        ])
+        .unwrap();
+        assert!(a.no_fork && a.no_domain_init && a.verbose && a.keep_orphans);
+        assert_eq!(
+            a.pid_file.as_deref(),
+            Some(std::path::Path::new("/run/xenstore.pid"))
+        );
+        let q = quotas_of(&a).unwrap();
+        assert_eq!((q.nodes, q.watches, q.transactions), (5, 6, 7));
+        assert_eq!(
+            (q.node_size, q.perms, q.path_max, q.transaction_nodes),
+            (8, 9, 100, 11)
+        );
+        let bad = Args::try_parse_from(["x", "-Q", "bogus=1"]).unwrap();
+        assert!(quotas_of(&bad).is_err());
     }
 }

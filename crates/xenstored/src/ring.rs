@@ -337,6 +337,74 @@ impl Ring {
     }
 }
 
+/// The `xenstored_ring` fuzz target's driver: `data` is a script of
+/// guest moves (set any index or byte of the page, produce request bytes)
+/// interleaved with our reads, writes and consumption. Panics only if the
+/// ring code touched memory outside the page (MemPage checks every access)
+/// or broke an invariant: framed bytes are whole frames within 4096 bytes
+/// each, buffered input stays bounded, a reported error is on the page.
+#[doc(hidden)]
+#[allow(clippy::panic, clippy::missing_panics_doc)]
+pub fn fuzz_drive(data: &[u8]) {
+    let page = MemPage::default();
+    let mut r = Ring::new();
+    let mut it = data.iter().copied();
+    let word = |it: &mut std::iter::Copied<std::slice::Iter<'_, u8>>| {
+        u32::from_le_bytes([
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+        ])
+    };
+    while let Some(op) = it.next() {
+        match op % 6 {
+            0 => {
+                let v = word(&mut it);
+                let off = [REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD][usize::from(op / 6) % 4];
+                page.store(off, v);
+            }
+            1 => {
+                // the guest produces n bytes (well-formed indices or not)
+                let n = usize::from(it.next().unwrap_or(0));
+                let prod = page.load(REQ_PROD);
+                for i in 0..n {
+                    let b = it.next().unwrap_or(0);
+                    let at = (prod.wrapping_add(i as u32) & (RING_SIZE - 1)) as usize;
+                    page.copy_in(REQ + at, &[b]);
+                }
+                page.store(REQ_PROD, prod.wrapping_add(n as u32));
+            }
+            2 => {
+                if let Err(e) = r.read(&page) {
+                    assert_eq!(page.load(ERROR), e.code());
+                }
+            }
+            3 => {
+                let n = usize::from(it.next().unwrap_or(0)) * 8;
+                let _ = r.write(&page, &vec![0x5a; n]);
+            }
+            4 => {
+                let mut f = r.frames();
+                while let Some(h) = Header::decode(f) {
+                    let len = h.len as usize;
+                    assert!(len <= PAYLOAD_MAX && f.len() >= HEADER_LEN + len);
+                    f = &f[HEADER_LEN + len..];
+                }
+                assert!(f.is_empty(), "framed prefix ends inside a frame");
+                let n = r.frames().len();
+                r.consume(n);
+            }
+            _ => {
+                // the guest consumes responses
+                let prod = page.load(RSP_PROD);
+                page.store(RSP_CONS, prod);
+            }
+        }
+        assert!(r.inbuf.len() <= READ_AHEAD);
+    }
+}
+
 #[cfg(test)]
 #[path = "ring_tests.rs"]
 mod tests;

@@ -341,6 +341,13 @@ proptest! {
         prop_assert!(r.frames().len() <= READ_AHEAD);
     }
 
+    /// The fuzz target's driver on random scripts (its invariants are
+    /// asserts inside).
+    #[test]
+    fn fuzz_driver_scripts_hold_invariants(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        fuzz_drive(&data);
+    }
+
     /// A guest rewriting indices and bytes between our accesses.
     #[test]
     fn racing_guest_never_panics(

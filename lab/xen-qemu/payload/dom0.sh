@@ -16,10 +16,14 @@ else
   mark xen-dom0 FAIL "not running as Xen dom0"; finish
 fi
 mkdir -p $CONS /var/lib/xen /var/run/xen
+if [ -n "${XENSTORED_SEL:-}" ]; then
+  . $P/xenstored.sh   # run.sh --xenstored NAME: Debian's way, via /etc/init.d/xen
+else
 oxenstored --pid-file /var/run/xen/xenstored.pid
 for i in $(seq 1 100); do [ -s /var/run/xen/xenstored.pid ] && break; sleep 0.1; done
 xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || echo "@@LAB-INFO xen-init-dom0 failed: $(cat /tmp/xen-init-dom0.log)"
 xenconsoled --log=guest --log-dir=$CONS
+fi
 modprobe xen-blkback
 # a real host: dom0 drives the NIC with its own driver until drvdom hands it over
 # (no xen-pciback.hide on this dom0's command line, unlike run.sh --classic)
@@ -244,5 +248,6 @@ if [ $rc = 0 ] && [ "$drv" = e1000 ] && [ -n "$nicdevs" ] && [ "$still" = 0 ]; t
 else
   mark pci-release FAIL "exit $rc; driver='$drv' netdevs='$nicdevs' still-assignable=$still"
 fi
+[ -n "${XENSTORED_SEL:-}" ] && . $P/xsring.sh   # run.sh --xenstored: the xenstore steps
 sleep 1
 finish ok
