@@ -30,7 +30,8 @@
 # Environment: XLAB_CACHE (default /var/tmp/xen-qemu-lab), XLAB_MIRROR, XLAB_SMP (2), XLAB_MEM (4096),
 # XLAB_CPU (QEMU -cpu, default max,-smap,-avx,-avx2,-xsave,-xsaveopt,-xsavec,-xsaves),
 # XLAB_VIF_TIMEOUT (240), XLAB_STALL (480: end a run whose console is silent that long), XLAB_XEN_ARGS, XLAB_DOM0_ARGS, XLAB_XL_VERBOSE (-vvv), XLAB_KPKG,
-# CARGO_TARGET_DIR (default <repo>/target/xen-qemu-lab), XLAB_RESULTS (append one TSV line per step).
+# CARGO_TARGET_DIR (default <repo>/target/xen-qemu-lab), XLAB_RESULTS (append one TSV line per step),
+# XLAB_XENSTORED_DEBUG=1 (--xenstored drvdom: log at debug level to /var/log/xen/drvdom-xenstored.log).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -307,7 +308,7 @@ make_payload() {
     printf 'GUEST_NAME=guest\nGUEST_MEM=256\nGUEST_MAC=00:16:3e:5a:b0:01\nGUEST_MAC2=00:16:3e:5a:b0:02\nGUEST_TIMEOUT=300\n'
     printf 'VIF_TIMEOUT=%q\nPING_TARGET=10.0.2.2\nDOMU_KARGS=%q\n' "${XLAB_VIF_TIMEOUT:-240}" "loglevel=4"
     printf 'XENSTORED=oxenstored\nAGENT_CMD=%q\nXL_VERBOSE=%q\n' "$AGENT_CMD" "${XLAB_XL_VERBOSE:-}"
-    printf 'XENSTORED_SEL=%q\n' "$XENSTORED_SEL"
+    printf 'XENSTORED_SEL=%q\nXENSTORED_DEBUG=%q\n' "$XENSTORED_SEL" "${XLAB_XENSTORED_DEBUG:-}"
   } > "$pl/lab.env"
   # guest initrd = lab initrd + an appended cpio with the guest script (initramfs archives concatenate)
   local g; g=$(mktemp -d)

@@ -63,4 +63,4 @@ pub mod xen;
 pub use error::{Error, Result};
 pub use quota::Quotas;
 pub use ringd::{DomainState, RingSet, XenOps};
-pub use server::{ConnId, Effect, Server};
+pub use server::{ConnId, DomainOracle, Effect, Server};

@@ -62,6 +62,9 @@ pub trait XenOps: Send {
     fn pending(&mut self, out: &mut Vec<u32>) -> io::Result<bool>;
     /// The state of `domid`.
     fn domain_state(&mut self, domid: DomId) -> io::Result<DomainState>;
+    /// A separate "does this domain exist?" query for the core's
+    /// SET_PERMS (see [`Server::set_domain_oracle`]).
+    fn domain_oracle(&mut self) -> Option<crate::server::DomainOracle>;
 }
 
 /// Requests of dom0's kernel ring handled per turn (dom0 has no
@@ -148,8 +151,12 @@ impl RingSet {
         self.dom0 = Some((page, remote_port));
     }
 
-    /// Start serving: dom0's kernel ring, if set.
+    /// Start serving: dom0's kernel ring, if set; hypervisor-backed
+    /// domain existence for the core.
     pub fn start(&mut self, server: &mut Server) -> crate::Result<()> {
+        if let Some(o) = self.xen.domain_oracle() {
+            server.set_domain_oracle(o);
+        }
         if let Some((page, port)) = self.dom0.take() {
             self.add_dom0(server, page, port)
                 .map_err(|source| crate::Error::Xen {

@@ -116,6 +116,10 @@ impl XenOps for FakeXen {
         out.append(&mut self.f().pending);
         Ok(false)
     }
+    fn domain_oracle(&mut self) -> Option<crate::server::DomainOracle> {
+        let me = self.clone();
+        Some(Box::new(move |d: DomId| me.f().states.contains_key(&d.0)))
+    }
     fn domain_state(&mut self, domid: DomId) -> io::Result<DomainState> {
         Ok(self
             .f()
@@ -433,6 +437,35 @@ fn dom_exc_shutdown_fires_release_once_dying_tears_down() {
     h.turn();
     assert_eq!(h.xen.f().mapped[&6], 0);
     assert!(h.rings.is_empty());
+}
+
+/// libxl sets the new domain's nodes' owner before INTRODUCE: with the
+/// hypervisor saying the domain exists, SET_PERMS accepts it (C 4.17's
+/// domain_alloc_permrefs) and the guest may then write its own nodes.
+#[test]
+fn set_perms_accepts_an_existing_not_yet_introduced_owner() {
+    let mut h = Host::new();
+    h.rings.start(&mut h.server).unwrap();
+    h.admin(Request::Write("/local/domain/8/data".into(), Vec::new()));
+    let p = h.admin(Request::SetPerms(
+        "/local/domain/8/data".into(),
+        "n8".parse().unwrap(),
+    ));
+    assert_eq!(p.payload, b"ENOENT\0", "no such domain yet");
+    h.xen.f().states.insert(8, DomainState::Running);
+    let p = h.admin(Request::SetPerms(
+        "/local/domain/8/data".into(),
+        "n8".parse().unwrap(),
+    ));
+    assert_eq!(p.payload, b"OK\0");
+    let p = h.admin(Request::Introduce {
+        domid: DomId(8),
+        gfn: 0,
+        evtchn: 9,
+    });
+    assert_eq!(p.payload, b"OK\0");
+    let r = h.guest(8, &[Request::Write("data/x".into(), b"1".to_vec())]);
+    assert_eq!(r[0].payload, b"OK\0");
 }
 
 #[test]

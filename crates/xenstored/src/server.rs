@@ -67,7 +67,12 @@ pub struct Server {
     next_tx: u32,
     dirty: Vec<ConnId>,
     effects: Vec<Effect>,
+    /// On real Xen: does a (not introduced) domain exist in the hypervisor?
+    domain_exists: Option<DomainOracle>,
 }
+
+/// Asks the hypervisor whether a domain exists (getdomaininfo).
+pub type DomainOracle = Box<dyn FnMut(DomId) -> bool + Send>;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +99,17 @@ impl Server {
             next_tx: 1,
             dirty: Vec::new(),
             effects: Vec::new(),
+            domain_exists: None,
         }
+    }
+
+    /// On real Xen: let SET_PERMS accept an owner that exists in the
+    /// hypervisor but is not introduced yet, as xen 4.17's
+    /// `domain_alloc_permrefs` does (libxl sets `/local/domain/N`'s
+    /// permissions before it INTRODUCEs N). Without it such an owner is
+    /// unknown (`ENOENT`), as the C daemon without Xen answers.
+    pub fn set_domain_oracle(&mut self, oracle: DomainOracle) {
+        self.domain_exists = Some(oracle);
     }
 
     /// The quotas in force.
@@ -411,9 +426,10 @@ impl Server {
                     return self.set_special_perms(&caller, &p, perms, out);
                 }
                 let p = self.node_path(&p, &caller)?;
-                let owner_known = perms
-                    .first()
-                    .is_some_and(|o| self.domains.is_introduced(o.domid));
+                let owner_known = perms.first().is_some_and(|o| {
+                    self.domains.is_introduced(o.domid)
+                        || self.domain_exists.as_mut().is_some_and(|f| f(o.domid))
+                });
                 self.node_op(cid, &caller, tx_id, |v, _| {
                     ops::set_perms(v, &caller, &q, &p, &perms, &|_| owner_known)
                 })?;

@@ -3,7 +3,7 @@
 # which also runs xen-init-dom0 and xenconsoled), instead of the lab's direct oxenstored start.
 # Step xenstored-start. NAME: drvdom (payload/bin/drvdom-xenstored), oxenstored, cxenstored.
 case "$XENSTORED_SEL" in
-  drvdom) xsbin=$P/bin/drvdom-xenstored; xsargs="-T /var/log/xen/drvdom-xenstored.log" ;;
+  drvdom) xsbin=$P/bin/drvdom-xenstored; xsargs="-T /var/log/xen/drvdom-xenstored.log ${XENSTORED_DEBUG:+-V}" ;;
   oxenstored) xsbin=/usr/lib/xen-4.17/bin/oxenstored; xsargs= ;;
   cxenstored) xsbin=/usr/lib/xen-4.17/bin/xenstored; xsargs= ;;
   *) xsbin=/nonexistent/$XENSTORED_SEL; xsargs= ;;

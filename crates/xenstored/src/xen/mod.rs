@@ -360,6 +360,8 @@ pub struct XenHost {
     evtchn: Evtchn,
     gntdev: Gntdev,
     privcmd: Privcmd,
+    /// A second handle, moved into the core's domain oracle.
+    oracle: Option<Privcmd>,
     virq_port: u32,
 }
 
@@ -380,10 +382,13 @@ impl XenHost {
         let gntdev = Gntdev::open(&paths.gntdev).map_err(dev_err(&paths.gntdev, "open"))?;
         let privcmd = Privcmd::open(&paths.privcmd, &paths.hypercall)
             .map_err(dev_err(&paths.privcmd, "open"))?;
+        let oracle = Privcmd::open(&paths.privcmd, &paths.hypercall)
+            .map_err(dev_err(&paths.privcmd, "open"))?;
         Ok(XenHost {
             evtchn,
             gntdev,
             privcmd,
+            oracle: Some(oracle),
             virq_port,
         })
     }
@@ -416,6 +421,12 @@ impl XenOps for XenHost {
     }
     fn pending(&mut self, out: &mut Vec<u32>) -> io::Result<bool> {
         self.evtchn.pending(out)
+    }
+    fn domain_oracle(&mut self) -> Option<crate::server::DomainOracle> {
+        let mut p = self.oracle.take()?;
+        Some(Box::new(
+            move |d: DomId| matches!(p.domain_info(d), Ok(Some(i)) if !i.dying),
+        ))
     }
     fn domain_state(&mut self, domid: DomId) -> io::Result<DomainState> {
         Ok(match self.privcmd.domain_info(domid)? {
