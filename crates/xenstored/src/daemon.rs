@@ -342,6 +342,10 @@ fn flush_others(
     }
 }
 
+/// While a ring's replies wait for space, look again this often even
+/// without an event.
+const RING_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Serve the shared rings: wait for the event channel file to be readable
 /// (or for a turn asked for because work is left), then one turn of every
 /// ring under the lock, its effects, and the output it caused for others.
@@ -355,6 +359,7 @@ async fn ring_loop(shared: Arc<Shared>, fd: std::os::fd::OwnedFd, wake: Arc<Noti
     };
     // the first turn serves whatever was queued before we polled
     wake.notify_one();
+    let mut recheck = false;
     loop {
         tokio::select! {
             r = afd.readable() => match r {
@@ -365,6 +370,7 @@ async fn ring_loop(shared: Arc<Shared>, fd: std::os::fd::OwnedFd, wake: Arc<Noti
                 }
             },
             () = wake.notified() => {}
+            () = tokio::time::sleep(RING_RECHECK), if recheck => {}
         }
         let more = {
             let mut guard = shared.lock();
@@ -376,6 +382,7 @@ async fn ring_loop(shared: Arc<Shared>, fd: std::os::fd::OwnedFd, wake: Arc<Noti
                 apply_effects(&shared, st, effects);
             }
             flush_others(&mut st.server, &st.io, &mut st.rings, ConnId(u64::MAX));
+            recheck = st.rings.as_ref().is_some_and(RingSet::waiting_for_space);
             st.rings.as_ref().is_some_and(RingSet::more_work)
         };
         if more {

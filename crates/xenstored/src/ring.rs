@@ -240,6 +240,7 @@ impl Ring {
         if self.broken.is_some() {
             return false;
         }
+        page.fence();
         let cons = page.load(REQ_CONS);
         let prod = page.load(REQ_PROD);
         let n = prod.wrapping_sub(cons);
@@ -280,6 +281,11 @@ impl Ring {
             // our copy is complete before the guest may reuse the space
             page.fence();
             page.store(REQ_CONS, cons.wrapping_add(n as u32));
+            // and published before we look at req_prod again: without it
+            // (a store then a load: the one reordering x86 does) we could
+            // miss bytes the guest added after seeing our old req_cons, and
+            // it kicks only when it saw the ring empty (linux xb_write)
+            page.fence();
             moved = true;
         }
         self.frame(page)?;
@@ -331,6 +337,11 @@ impl Ring {
             // the bytes are visible before the index that publishes them
             page.fence();
             page.store(RSP_PROD, prod.wrapping_add(n as u32));
+            // published before we read rsp_cons again (store-load order):
+            // the guest kicks only if it saw a full ring after consuming
+            // (linux xb_read), so a stale rsp_cons would make us wait for
+            // ring space that was freed without a kick
+            page.fence();
             done += n;
         }
         Ok(done)

@@ -266,6 +266,64 @@ impl SharedPage for RacingPage {
     }
 }
 
+/// Records the order of index accesses and fences.
+#[derive(Default)]
+struct Recording {
+    page: MemPage,
+    ops: Mutex<Vec<String>>,
+}
+
+impl SharedPage for Recording {
+    fn load(&self, off: usize) -> u32 {
+        self.ops.lock().unwrap().push(format!("load {off}"));
+        self.page.load(off)
+    }
+    fn store(&self, off: usize, v: u32) {
+        self.ops.lock().unwrap().push(format!("store {off}"));
+        self.page.store(off, v);
+    }
+    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        self.page.copy_out(off, dst);
+    }
+    fn copy_in(&self, off: usize, src: &[u8]) {
+        self.page.copy_in(off, src);
+    }
+    fn fence(&self) {
+        self.ops.lock().unwrap().push("fence".into());
+    }
+}
+
+/// Dekker's pattern with the guest (linux xb_read/xb_write kick only on
+/// what they saw after publishing their own index): every index we publish
+/// is fenced before we load an index again, or a store-load reordering
+/// loses the guest's kick and wedges the ring (seen in the real-Xen lab).
+#[test]
+fn every_published_index_is_fenced_before_the_next_load() {
+    let rec = Recording::default();
+    start_at(&rec.page, 1000);
+    rec.page.store(REQ_PROD, 1000 + 600);
+    let mut r = Ring::new();
+    r.read(&rec).unwrap();
+    r.write(&rec, &[7u8; 900]).unwrap(); // wraps: two publishes
+    let _ = r.unread(&rec);
+    let ops = rec.ops.lock().unwrap().clone();
+    let mut stores = 0;
+    for (i, op) in ops.iter().enumerate() {
+        if op.starts_with("store") {
+            stores += 1;
+            let next_load = ops[i..].iter().position(|o| o.starts_with("load"));
+            let next_fence = ops[i..].iter().position(|o| o == "fence");
+            if let Some(l) = next_load {
+                assert!(
+                    next_fence.is_some_and(|f| f < l),
+                    "{op} at {i} not fenced: {ops:?}"
+                );
+            }
+        }
+    }
+    assert!(stores >= 3, "{ops:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -130,6 +130,15 @@ impl RingSet {
         self.again
     }
 
+    /// True if a ring's replies wait for space: the daemon then also looks
+    /// again after a while, not only on the guest's kick (a safety net: a
+    /// lost kick must cost a delay, not a wedged guest).
+    pub fn waiting_for_space(&self) -> bool {
+        self.rings
+            .values()
+            .any(|r| r.blocked && r.ring.broken().is_none())
+    }
+
     /// True if `cid` is one of our rings.
     pub fn serves(&self, cid: ConnId) -> bool {
         self.by_conn.contains_key(&cid)
