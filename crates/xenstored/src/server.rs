@@ -103,15 +103,6 @@ impl Server {
         }
     }
 
-    /// On real Xen: let SET_PERMS accept an owner that exists in the
-    /// hypervisor but is not introduced yet, as xen 4.17's
-    /// `domain_alloc_permrefs` does (libxl sets `/local/domain/N`'s
-    /// permissions before it INTRODUCEs N). Without it such an owner is
-    /// unknown (`ENOENT`), as the C daemon without Xen answers.
-    pub fn set_domain_oracle(&mut self, oracle: DomainOracle) {
-        self.domain_exists = Some(oracle);
-    }
-
     /// The quotas in force.
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
@@ -586,26 +577,6 @@ impl Server {
         self.domains.add_transactions(domid, -(ntx as i64));
     }
 
-    /// The hypervisor reports `d` shut down or crashed: fire
-    /// `@releaseDomain` the first time (again only after XS_RESUME), as
-    /// xen `check_domains`. True if it fired.
-    pub fn domain_shutdown(&mut self, d: DomId) -> bool {
-        if d == DomId::DOM0 || !self.domains.mark_shutdown(d) {
-            return false;
-        }
-        self.fire_special(RELEASE_DOMAIN);
-        true
-    }
-
-    /// The hypervisor reports `d` dying or gone: forget it as XS_RELEASE
-    /// does (its connections close, `@releaseDomain` fires, and
-    /// [`Effect::Released`] follows).
-    pub fn release_domain(&mut self, d: DomId) {
-        if d != DomId::DOM0 {
-            self.release(d);
-        }
-    }
-
     fn release(&mut self, d: DomId) {
         if !self.domains.is_introduced(d) {
             return;
@@ -815,6 +786,10 @@ fn require_priv(caller: &Caller) -> OpResult {
         Err(XsErrno::Eacces)
     }
 }
+
+// Entry points for the ring service on real Xen (ringd).
+#[path = "server_xen.rs"]
+mod xen_api;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
