@@ -10,7 +10,7 @@
 //!
 //! Each loop iteration waits for readiness (without blocking while some
 //! connection is ready), then gives every group of ready connections one
-//! turn ([`Daemon::turn`]): read what the socket holds, handle requests
+//! turn (`Daemon::turn`): read what the socket holds, handle requests
 //! within the turn's [`Budget`], write the replies and the watch events
 //! they caused for others. A synchronous round trip costs three system
 //! calls (wait, read, write); pipelined requests share them.
@@ -80,8 +80,8 @@ const MAX_DOMAIN_CONNECTIONS: usize = 64;
 const READ_CHUNK: usize = 32 * 1024;
 /// A turn ends early once this much output is queued for the connection.
 const OUT_HIGH: usize = 64 * 1024;
-/// A privileged connection's turn.
-const DOM0_TURN: Budget = Budget {
+/// A privileged connection's turn (dom0's kernel ring's too).
+pub(crate) const DOM0_TURN: Budget = Budget {
     requests: 256,
     work: 16_384,
 };
@@ -121,6 +121,13 @@ pub trait Rings: Send {
     fn on_effects(&mut self, server: &mut Server, effects: &[Effect]);
     /// True if a ring has work left (serve it again without waiting).
     fn more_work(&self) -> bool;
+    /// If set, give the rings a turn after this long even without an
+    /// event (a safety net while a ring waits for its peer, e.g. for
+    /// response space: a lost kick then costs a delay, not a wedged
+    /// guest).
+    fn recheck_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 enum Slot {
@@ -318,18 +325,24 @@ impl Daemon {
     pub fn run(mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop.load(Ordering::SeqCst) {
+            let recheck = self.rings.as_ref().and_then(|(r, _)| r.recheck_after());
             let timeout = if !self.sched.is_idle() || self.rings_ready {
                 Some(Duration::ZERO)
-            } else if self.accept_retry {
-                Some(ACCEPT_RETRY)
             } else {
-                None
+                let retry = self.accept_retry.then_some(ACCEPT_RETRY);
+                match (retry, recheck) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::Poll(e));
+            }
+            if recheck.is_some() && events.is_empty() {
+                self.rings_ready = true;
             }
             if self.accept_retry && events.is_empty() && self.sched.is_idle() {
                 self.accept_retry = false;
