@@ -404,7 +404,7 @@ impl Daemon {
             self.apply_effects(effects);
         }
         self.flush_others(None);
-        self.rings_ready = self.rings.as_ref().is_some_and(|(r, _)| r.more_work());
+        self.rings_ready |= self.rings.as_ref().is_some_and(|(r, _)| r.more_work());
     }
 
     fn shutdown(&mut self) {
@@ -703,6 +703,8 @@ impl Daemon {
             } else if let Some((r, _)) = self.rings.as_mut() {
                 if r.serves(d) {
                     r.flush(&mut self.server, d);
+                    // replies held back while its ring was full may go on
+                    self.rings_ready |= r.more_work();
                 }
             }
         }
