@@ -27,12 +27,17 @@
 #   --dom0-hook FILE    bash snippet sourced by dom0 before the driver domain is created
 #   --dd-hook FILE      bash snippet sourced by the driver domain before its checks start
 #   --agent-cmd CMD     (classic only) the hotplug runner in the driver domain (default 'xl devd -F')
+#   --xenstored NAME    dom0's xenstored: drvdom (drvdom-xenstored), oxenstored or cxenstored, started
+#                       the Debian way (XENSTORED= in /etc/default/xen, /etc/init.d/xen start), plus
+#                       the xenstore steps (kernel ring, ring throughput from a guest, shutdown -w,
+#                       destroy, next domid); see payload/xenstored.sh and payload/xsring.sh
 #
 # Environment: XLAB_CACHE (default /var/tmp/xen-qemu-lab), XLAB_MIRROR, XLAB_SMP (2), XLAB_MEM (4096),
 # XLAB_CPU (QEMU -cpu, default max,-smap,-avx,-avx2,-xsave,-xsaveopt,-xsavec,-xsaves),
 # XLAB_VIF_TIMEOUT (240), XLAB_STALL (480: end a run whose console is silent that long), XLAB_XEN_ARGS, XLAB_DOM0_ARGS, XLAB_XL_VERBOSE (-vvv), XLAB_KPKG,
 # CARGO_TARGET_DIR (--no-cargo: default <repo>/target/xen-qemu-lab), XLAB_RESULTS (append one
-# TSV line per step).
+# TSV line per step), XLAB_XENSTORED_DEBUG=1 (--xenstored drvdom: log at debug level to
+# /var/log/xen/drvdom-xenstored.log).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,9 +57,11 @@ ROOTFS_PKGS=xen-utils-4.17,iproute2,bridge-utils,pciutils,kmod,busybox,iputils-p
 NIC_BDF=0000:00:05.0
 NIC_VENDEV=8086:100e   # QEMU e1000 (82540EM)
 CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping)
-DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check dd-create dd-lspci dd-uplink dd-agent
-  guest-create vif-connected bridge-show guest-dhcp guest-ping agent-restart vif-attach vif-detach
-  no-hotplug-scripts dd-destroy pci-release)
+DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check plan apply dd-create dd-lspci dd-uplink
+  dd-agent guest-create replan vif-connected bridge-show verify guest-dhcp guest-ping agent-restart vif-attach
+  vif-detach no-hotplug-scripts dd-destroy pci-release destroy-again)
+# run.sh --xenstored NAME: xenstored-start after xen-dom0, these after destroy-again
+XS_STEPS=(xs-kernel-ring ring-bench shutdown-wait destroy-nozombie next-domid)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
@@ -245,18 +252,34 @@ build_bins() {
       log "--no-cargo: using $BIN_DIR"
     else
       command -v cargo >/dev/null || die "cargo not found (needed to build drvdom for the guest)"
-      log "cargo build --release -p drvdom -p agent (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+      local pkgs=(-p drvdom -p agent)
+      [ -z "$XENSTORED_SEL" ] || pkgs+=(-p xenstored)
+      log "cargo build --release ${pkgs[*]} (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
       local t0=$SECONDS
-      (cd "$REPO" && cargo build --release -p drvdom -p agent) ||
+      (cd "$REPO" && cargo build --release "${pkgs[@]}") ||
         die "cargo build failed"
       log "binaries built in $((SECONDS - t0))s"
     fi
   fi
-  local b
-  for b in drvdom drvdom-agent; do
+  local b bins=(drvdom drvdom-agent)
+  [ -z "$XENSTORED_SEL" ] || bins+=(drvdom-xenstored)
+  for b in "${bins[@]}"; do
     [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b missing"
     check_glibc "$BIN_DIR/$b"
   done
+}
+
+# --xenstored: the ring load generator for the busybox guest, static (std only: plain rustc)
+XSLOAD=
+build_xsload() {
+  local src=$REPO/crates/xsbench/src/bin/drvdom-xsring-load.rs
+  XSLOAD=${CARGO_TARGET_DIR:-$REPO/target/xen-qemu-lab}/drvdom-xsring-load-static
+  mkdir -p "$(dirname "$XSLOAD")"
+  if [ ! -x "$XSLOAD" ] || [ "$src" -nt "$XSLOAD" ]; then
+    command -v rustc >/dev/null || die "rustc not found (needed for the static drvdom-xsring-load)"
+    rustc --edition 2021 -O -C target-feature=+crt-static -o "$XSLOAD" "$src" ||
+      die "cannot build $src statically (needs glibc's static libc.a: libc6-dev)"
+  fi
 }
 
 # -------------------------------------------------------------------- run ----
@@ -272,6 +295,7 @@ RUN_DIR_OPT=
 VERBOSE=0
 DOM0_HOOK=
 DD_HOOK=
+XENSTORED_SEL=
 
 parse_opts() {
   while (($#)); do
@@ -288,6 +312,7 @@ parse_opts() {
       --verbose|-v) VERBOSE=1; shift ;;
       --dom0-hook) DOM0_HOOK=$2; shift 2 ;;
       --dd-hook) DD_HOOK=$2; shift 2 ;;
+      --xenstored) XENSTORED_SEL=$2; shift 2 ;;
       -h|--help) usage; exit 0 ;;
       *) die "unknown option: $1 (see $0 --help)" ;;
     esac
@@ -298,6 +323,11 @@ parse_opts() {
   fi
   # bare binaries (development) only when asked for; packages otherwise
   if [ -n "$BIN_DIR" ] || ((NO_CARGO)); then INSTALL=bins; else INSTALL=debs; fi
+  case "$XENSTORED_SEL" in
+    ''|drvdom|oxenstored|cxenstored) ;;
+    *) die "--xenstored: drvdom, oxenstored or cxenstored, not '$XENSTORED_SEL'" ;;
+  esac
+  if [ -n "$XENSTORED_SEL" ] && ((CLASSIC)); then die "--xenstored applies to the drvdom scenario"; fi
 }
 
 make_payload() {
@@ -311,6 +341,7 @@ make_payload() {
     cp "$DEB_DRVDOM" "$DEB_AGENT" "$pl/debs/"
   else
     install -m 755 "$BIN_DIR/drvdom" "$BIN_DIR/drvdom-agent" "$pl/bin/"
+    [ -z "$XENSTORED_SEL" ] || install -m 755 "$BIN_DIR/drvdom-xenstored" "$pl/bin/"
   fi
   chmod 755 "$pl"/*.sh
   if [ -n "$DOM0_HOOK" ]; then cp "$DOM0_HOOK" "$pl/dom0-hook.sh"; fi
@@ -322,12 +353,17 @@ make_payload() {
     printf 'VIF_TIMEOUT=%q\nPING_TARGET=10.0.2.2\nDOMU_KARGS=%q\n' "${XLAB_VIF_TIMEOUT:-240}" "loglevel=4"
     printf 'XENSTORED=oxenstored\nAGENT_CMD=%q\nXL_VERBOSE=%q\n' "$AGENT_CMD" "${XLAB_XL_VERBOSE:-}"
     printf 'INSTALL=%q\n' "$INSTALL"
+    printf 'XENSTORED_SEL=%q\nXENSTORED_DEBUG=%q\n' "$XENSTORED_SEL" "${XLAB_XENSTORED_DEBUG:-}"
   } > "$pl/lab.env"
   # guest initrd = lab initrd + an appended cpio with the guest script (initramfs archives concatenate)
   local g; g=$(mktemp -d)
   install -m 755 "$pl/guest.sh" "$g/guest.sh"
   install -m 755 "$pl/udhcpc.sh" "$g/udhcpc.sh"
   cp "$pl/lab.env" "$g/lab.env"
+  if [ -n "$XENSTORED_SEL" ]; then
+    install -m 755 "$pl/xsbench-guest.sh" "$g/xsbench-guest.sh"
+    install -m 755 "$XSLOAD" "$g/xsload"
+  fi
   { cat "$CACHE/lab-initrd.img"; (cd "$g" && find . | LC_ALL=C sort | cpio -o -H newc --quiet); } > "$pl/guest-initrd.img"
   rm -rf "$g"
   local mb=$(( $(du -sm "$pl" | cut -f1) + 16 ))
@@ -489,8 +525,13 @@ report() {
 cmd_run() {
   parse_opts "$@"
   if ((CLASSIC)); then MODE=classic; STEPS=("${CLASSIC_STEPS[@]}"); else MODE=drvdom; STEPS=("${DRVDOM_STEPS[@]}"); fi
+  if [ -n "$XENSTORED_SEL" ]; then
+    MODE="drvdom/xenstored=$XENSTORED_SEL"
+    STEPS=(xen-dom0 xenstored-start "${DRVDOM_STEPS[@]:1}" "${XS_STEPS[@]}")
+  fi
   need_host_tools
   if ((CLASSIC)); then :; elif [ "$INSTALL" = debs ]; then build_debs; else build_bins; fi
+  [ -z "$XENSTORED_SEL" ] || build_xsload
   cmd_build
   local i ok=0 bad=0 consec=0 best=0 t0=$SECONDS
   for ((i = 1; i <= REPEAT; i++)); do

@@ -80,8 +80,8 @@ const MAX_DOMAIN_CONNECTIONS: usize = 64;
 const READ_CHUNK: usize = 32 * 1024;
 /// A turn ends early once this much output is queued for the connection.
 const OUT_HIGH: usize = 64 * 1024;
-/// A privileged connection's turn.
-const DOM0_TURN: Budget = Budget {
+/// A privileged connection's turn (dom0's kernel ring's too).
+pub(crate) const DOM0_TURN: Budget = Budget {
     requests: 256,
     work: 16_384,
 };
@@ -121,6 +121,13 @@ pub trait Rings: Send {
     fn on_effects(&mut self, server: &mut Server, effects: &[Effect]);
     /// True if a ring has work left (serve it again without waiting).
     fn more_work(&self) -> bool;
+    /// If set, give the rings a turn after this long even without an
+    /// event (a safety net while a ring waits for its peer, e.g. for
+    /// response space: a lost kick then costs a delay, not a wedged
+    /// guest).
+    fn recheck_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 enum Slot {
@@ -318,18 +325,24 @@ impl Daemon {
     pub fn run(mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop.load(Ordering::SeqCst) {
+            let recheck = self.rings.as_ref().and_then(|(r, _)| r.recheck_after());
             let timeout = if !self.sched.is_idle() || self.rings_ready {
                 Some(Duration::ZERO)
-            } else if self.accept_retry {
-                Some(ACCEPT_RETRY)
             } else {
-                None
+                let retry = self.accept_retry.then_some(ACCEPT_RETRY);
+                match (retry, recheck) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::Poll(e));
+            }
+            if recheck.is_some() && events.is_empty() {
+                self.rings_ready = true;
             }
             if self.accept_retry && events.is_empty() && self.sched.is_idle() {
                 self.accept_retry = false;
@@ -391,7 +404,7 @@ impl Daemon {
             self.apply_effects(effects);
         }
         self.flush_others(None);
-        self.rings_ready = self.rings.as_ref().is_some_and(|(r, _)| r.more_work());
+        self.rings_ready |= self.rings.as_ref().is_some_and(|(r, _)| r.more_work());
     }
 
     fn shutdown(&mut self) {
@@ -690,6 +703,8 @@ impl Daemon {
             } else if let Some((r, _)) = self.rings.as_mut() {
                 if r.serves(d) {
                     r.flush(&mut self.server, d);
+                    // replies held back while its ring was full may go on
+                    self.rings_ready |= r.more_work();
                 }
             }
         }

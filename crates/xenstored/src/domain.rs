@@ -18,6 +18,8 @@ struct Domain {
     target: Option<DomId>,
     /// Quotas set for this domain only, applied over the global ones.
     quotas: Vec<(String, u32)>,
+    /// `@releaseDomain` already fired for its shutdown (until XS_RESUME).
+    shutdown: bool,
 }
 
 /// The domain table.
@@ -110,6 +112,24 @@ impl Domains {
         *c = u64::try_from((*c as i64 + delta).max(0)).unwrap_or(0);
         if *c == 0 {
             self.extra.remove(&d.0);
+        }
+    }
+
+    /// Note that `d` shut down; false if already noted or not introduced.
+    pub(crate) fn mark_shutdown(&mut self, d: DomId) -> bool {
+        match self.introduced.get_mut(&d.0) {
+            Some(x) if !x.shutdown => {
+                x.shutdown = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// XS_RESUME: a later shutdown fires `@releaseDomain` again.
+    pub(crate) fn resume(&mut self, d: DomId) {
+        if let Some(x) = self.introduced.get_mut(&d.0) {
+            x.shutdown = false;
         }
     }
 

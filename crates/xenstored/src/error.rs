@@ -30,6 +30,24 @@ pub enum Error {
     /// The event loop (epoll) failed.
     #[error("event loop failed")]
     Poll(#[source] std::io::Error),
+    /// A Xen device or xenfs file could not be used.
+    #[error("cannot {what} {path}")]
+    Xen {
+        /// What was tried (open, mmap, read, ...).
+        what: String,
+        /// The device or file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another xenstore server already serves this host (the message says
+    /// how it was noticed and what to do).
+    #[error("another xenstored is running: {0}")]
+    AlreadyRunning(String),
+    /// Daemon start-up (fork, pid file, readiness) failed.
+    #[error("start-up: {0}")]
+    Startup(String),
 }
 
 /// Result alias.

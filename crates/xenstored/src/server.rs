@@ -42,6 +42,17 @@ pub enum Effect {
     /// Dom0 released a domain: remove its socket (its connections are
     /// already marked closing).
     Released(DomId),
+    /// Dom0 INTRODUCEd a domain, for the first time or again: on real Xen
+    /// map its ring page and (re)bind its event channel, resetting the ring
+    /// (xen `do_introduce`). Ignored by the socket-only IO layer.
+    RingIntroduced {
+        /// The domain.
+        domid: DomId,
+        /// The ring's frame as given (4.17's C server maps grant 1 instead).
+        gfn: i64,
+        /// The domain's event channel port.
+        evtchn: u32,
+    },
 }
 
 /// How much one [`Server::feed`] call may do before it returns: at most
@@ -88,7 +99,12 @@ pub struct Server {
     scratch: String,
     /// Reused buffer for the watched prefixes of a changed path.
     prefixes: Vec<usize>,
+    /// On real Xen: does a (not introduced) domain exist in the hypervisor?
+    domain_exists: Option<DomainOracle>,
 }
+
+/// Asks the hypervisor whether a domain exists (getdomaininfo).
+pub type DomainOracle = Box<dyn FnMut(DomId) -> bool + Send>;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,6 +171,7 @@ impl Server {
             work: 0,
             scratch: String::new(),
             prefixes: Vec::new(),
+            domain_exists: None,
         }
     }
 
@@ -596,9 +613,7 @@ impl Server {
                 if path::is_special(&p) {
                     return self.set_special_perms(caller, &p, perms, out);
                 }
-                let owner_known = perms
-                    .first()
-                    .is_some_and(|o| self.domains.is_introduced(o.domid));
+                let owner_known = perms.first().is_some_and(|o| self.owner_known(o.domid));
                 self.node_op(
                     cid,
                     caller,
@@ -639,7 +654,11 @@ impl Server {
                 }
                 ok(out)
             }
-            Request::Introduce { domid: d, .. } => {
+            Request::Introduce {
+                domid: d,
+                gfn,
+                evtchn,
+            } => {
                 require_priv(caller)?;
                 if !d.is_valid_domain() {
                     return Err(XsErrno::Einval);
@@ -649,6 +668,11 @@ impl Server {
                     self.fire_special(INTRODUCE_DOMAIN);
                     self.effects.push(Effect::Introduced(d));
                 }
+                self.effects.push(Effect::RingIntroduced {
+                    domid: d,
+                    gfn,
+                    evtchn,
+                });
                 ok(out)
             }
             Request::Release(d) => {
@@ -664,6 +688,7 @@ impl Server {
                 if d == DomId::DOM0 || !self.domains.is_introduced(d) {
                     return Err(XsErrno::Enoent);
                 }
+                self.domains.resume(d);
                 ok(out)
             }
             Request::GetDomainPath(d) => {
@@ -794,6 +819,9 @@ mod admin;
 #[path = "server_events.rs"]
 mod events;
 use events::{FirePerms, watch_cost};
+// Entry points for the ring service on real Xen (ringd).
+#[path = "server_xen.rs"]
+mod xen_api;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

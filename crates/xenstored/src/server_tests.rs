@@ -177,7 +177,17 @@ fn unprivileged_domain_rules() {
             evtchn: 1,
         },
     );
-    assert_eq!(t.s.take_effects(), vec![Effect::Introduced(DomId(5))]);
+    assert_eq!(
+        t.s.take_effects(),
+        vec![
+            Effect::Introduced(DomId(5)),
+            Effect::RingIntroduced {
+                domid: DomId(5),
+                gfn: 1,
+                evtchn: 1
+            }
+        ]
+    );
     t.ok(d0, Request::Mkdir("/local/domain/5".into()));
     t.ok(
         d0,
@@ -322,7 +332,15 @@ fn release_closes_domain_connections() {
     assert!(t.s.is_closing(g));
     assert_eq!(
         t.s.take_effects(),
-        vec![Effect::Introduced(DomId(4)), Effect::Released(DomId(4))]
+        vec![
+            Effect::Introduced(DomId(4)),
+            Effect::RingIntroduced {
+                domid: DomId(4),
+                gfn: 1,
+                evtchn: 1
+            },
+            Effect::Released(DomId(4))
+        ]
     );
     assert_eq!(t.err(d0, Request::Release(DomId(0)), 0), XsErrno::Einval);
     assert_eq!(t.err(d0, Request::Resume(DomId(4)), 0), XsErrno::Enoent);

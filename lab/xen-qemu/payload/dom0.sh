@@ -17,10 +17,14 @@ else
   mark xen-dom0 FAIL "not running as Xen dom0"; finish
 fi
 mkdir -p $CONS /var/lib/xen /var/run/xen
+if [ -n "${XENSTORED_SEL:-}" ]; then
+  . $P/xenstored.sh   # run.sh --xenstored NAME: Debian's way, via /etc/init.d/xen
+else
 oxenstored --pid-file /var/run/xen/xenstored.pid
 for i in $(seq 1 100); do [ -s /var/run/xen/xenstored.pid ] && break; sleep 0.1; done
 xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || echo "@@LAB-INFO xen-init-dom0 failed: $(cat /tmp/xen-init-dom0.log)"
 xenconsoled --log=guest --log-dir=$CONS
+fi
 modprobe xen-blkback
 # a real host: dom0 drives the NIC with its own driver until drvdom hands it over
 # (no xen-pciback.hide on this dom0's command line, unlike run.sh --classic)
@@ -28,6 +32,18 @@ modprobe e1000
 modprobe xen-pciback
 xl info 2>&1 | grep -E '^(xen_version|xen_caps|nr_cpus|total_memory|free_memory|virt_caps|xen_commandline)' | sed 's/^/@@LAB-INFO /'
 [ -f $P/dom0-hook.sh ] && . $P/dom0-hook.sh
+# The driver-domain scenario cannot go on: under --xenstored, clear away what it made (best
+# effort) and still run the xenstore server's own steps (xsring.sh), then end the run.
+scenario_abort() {
+  if [ -n "${XENSTORED_SEL:-}" ]; then
+    echo "@@LAB-INFO scenario aborted; cleaning up for the xenstore steps"
+    timeout 400 drvdom destroy /run/host.toml >/tmp/abort-destroy.log 2>&1 ||
+      echo "@@LAB-INFO drvdom destroy after the abort failed: $(tail -n 5 /tmp/abort-destroy.log | tr '\n' ' ')"
+    xl destroy $GUEST_NAME >/dev/null 2>&1; xl destroy $DD_NAME >/dev/null 2>&1
+    . $P/xsring.sh
+  fi
+  finish
+}
 drv_of() { local d; d=$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null); echo "${d##*/}"; }
 
 # ---- the drvdom package (run.sh's default; --bin-dir puts bare binaries on PATH instead) ----
@@ -35,8 +51,11 @@ drv_of() { local d; d=$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null); ec
 # shows up as the doctor step's evidence (and `drvdom: command not found` everywhere).
 if [ "$INSTALL" = debs ]; then
   # --force-unsafe-io: no fsync per file (the root disk is a throw-away QEMU snapshot)
-  runc doctor timeout=600 dpkg --force-unsafe-io -i $P/debs/drvdom_*.deb
-  echo "@@LAB-INFO dpkg -i drvdom (exit $?): $(dpkg-query -W -f '${Package} ${Version} ${Status}' drvdom 2>&1)"
+  # (--xenstored drvdom: xenstored.sh installed it already, to start its drvdom-xenstored)
+  if [ "${XENSTORED_SEL:-}" != drvdom ]; then
+    runc doctor timeout=600 dpkg --force-unsafe-io -i $P/debs/drvdom_*.deb
+    echo "@@LAB-INFO dpkg -i drvdom (exit $?): $(dpkg-query -W -f '${Package} ${Version} ${Status}' drvdom 2>&1)"
+  fi
   echo "@@LAB-INFO drvdom is $(command -v drvdom), $(drvdom --version 2>&1); drvdom-xenstored is $(command -v drvdom-xenstored)"
   # the agent package's service must do nothing in dom0: run its binary from the package
   mkdir -p /tmp/agent-pkg && dpkg-deb -x $P/debs/drvdom-agent_*.deb /tmp/agent-pkg
@@ -189,13 +208,13 @@ fi
 if [ -n "$ddid" ]; then
   mark dd-create PASS "by drvdom apply (xl create /run/dd.cfg): domid=$ddid pci=['$NIC_BDF'] driver_domain=1"
 else
-  mark dd-create FAIL "no domain $DD_NAME after drvdom apply"; finish
+  mark dd-create FAIL "no domain $DD_NAME after drvdom apply"; scenario_abort
 fi
 
 # ---- dd-lspci, dd-uplink, dd-agent: inside the driver domain ---------------------
 wait_marker $ddcons DD lspci dd-lspci "$DD_TIMEOUT"
 wait_marker $ddcons DD uplink dd-uplink 300
-wait_marker $ddcons DD agent dd-agent 240 || finish
+wait_marker $ddcons DD agent dd-agent 240 || scenario_abort
 
 # ---- guest-create: made by the same apply -----------------------------------------
 if [ -n "$gid" ]; then
@@ -320,5 +339,6 @@ if [ $rc = 0 ] && grep -q 'nothing of the file is left' $EV/out; then
 else
   mark destroy-again FAIL "exit $rc: $(out1 200)"
 fi
+[ -n "${XENSTORED_SEL:-}" ] && . $P/xsring.sh   # run.sh --xenstored: the xenstore steps
 sleep 1
 finish ok
