@@ -29,6 +29,7 @@ pub mod bootparams;
 pub mod checks;
 mod device;
 mod error;
+mod mgmt;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 pub mod names;
@@ -39,6 +40,7 @@ mod sysfs;
 
 pub use device::{CLASS_NETWORK, InfoSources, NetIface, PciDevice, Sriov, running_modules_dir};
 pub use error::{Error, Result};
+pub use mgmt::{ManagementNic, management_nic_among, management_nics};
 pub use net::{IfState, NetSnapshot};
 pub use pciback::{AssignOptions, AssignOutcome, Pciback, ReleaseOutcome};
 pub use record::{

@@ -109,6 +109,9 @@ pub enum Code {
     /// Input refused before anything was written: a file that does not
     /// parse, a multicast MAC, a backend that is not a driver domain (exit 2).
     Invalid,
+    /// A file was read and has errors, each a diagnostic with its place
+    /// and code (exit 1, like a failed check).
+    InvalidFile,
     /// The command needs a Xen host and this is not one (exit 2).
     NotXen,
     /// The command needs root (exit 2).
@@ -128,6 +131,7 @@ impl Code {
             Code::Usage => "DRVDOM-USAGE",
             Code::NotFound => "DRVDOM-NOT-FOUND",
             Code::Invalid => "DRVDOM-INVALID",
+            Code::InvalidFile => "DRVDOM-INVALID-FILE",
             Code::NotXen => "DRVDOM-NOT-XEN",
             Code::NeedsRoot => "DRVDOM-NEEDS-ROOT",
             Code::Timeout => "DRVDOM-TIMEOUT",
@@ -142,15 +146,16 @@ impl Code {
             Code::Usage | Code::NotFound | Code::Invalid | Code::NotXen | Code::NeedsRoot => {
                 exit::USAGE
             }
-            Code::Timeout | Code::ChildExited | Code::Failed => exit::FAILED,
+            Code::InvalidFile | Code::Timeout | Code::ChildExited | Code::Failed => exit::FAILED,
         }
     }
 
     /// Every code, for the documentation test.
-    pub const ALL: [Code; 8] = [
+    pub const ALL: [Code; 9] = [
         Code::Usage,
         Code::NotFound,
         Code::Invalid,
+        Code::InvalidFile,
         Code::NotXen,
         Code::NeedsRoot,
         Code::Timeout,
