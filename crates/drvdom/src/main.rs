@@ -102,12 +102,40 @@ enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+    /// List every command that prints JSON (`--json`, `show --format
+    /// json`), one per line, for the test that validates them all against
+    /// docs/schemas.
+    #[command(hide = true)]
+    JsonCommands,
     /// Write the man pages of drvdom and every subcommand into DIR (packaging).
     #[command(hide = true)]
     GenerateMan {
         /// Where drvdom.1, drvdom-pci.1, drvdom-pci-assign.1, ... go (must exist).
         dir: std::path::PathBuf,
     },
+}
+
+/// Leaf commands with a `--json` flag or a `--format` offering json.
+fn json_commands(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let path = if prefix.is_empty() {
+            sub.get_name().to_string()
+        } else {
+            format!("{prefix} {}", sub.get_name())
+        };
+        if sub.has_subcommands() {
+            json_commands(sub, &path, out);
+            continue;
+        }
+        let json = sub.get_arguments().any(|a| {
+            a.get_long() == Some("json")
+                || (a.get_long() == Some("format")
+                    && a.get_possible_values().iter().any(|v| v.get_name() == "json"))
+        });
+        if json {
+            out.push(path);
+        }
+    }
 }
 
 fn init_tracing(verbose: u8, ansi: bool) {
@@ -180,6 +208,15 @@ fn main() -> ExitCode {
         Command::Bridge(c) => cmd::bridge::run(c, lab),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::JsonCommands => {
+            let mut out = Vec::new();
+            json_commands(&Cli::command(), "", &mut out);
+            #[allow(clippy::print_stdout)] // the command's output
+            for c in out {
+                println!("{c}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::GenerateMan { dir } => {

@@ -64,8 +64,6 @@ pub mod schema {
     pub const CONFIG_CHECK: &str = "drvdom/config-check/1";
     /// `drvdom config show --json`.
     pub const CONFIG_SHOW: &str = "drvdom/config-show/1";
-    /// `drvdom config fmt --json`.
-    pub const CONFIG_FMT: &str = "drvdom/config-fmt/1";
     /// `drvdom pci list --json`.
     pub const PCI_LIST: &str = "drvdom/pci-list/1";
     /// `drvdom pci show --json`.
