@@ -130,7 +130,9 @@ fn json_commands(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
         let json = sub.get_arguments().any(|a| {
             a.get_long() == Some("json")
                 || (a.get_long() == Some("format")
-                    && a.get_possible_values().iter().any(|v| v.get_name() == "json"))
+                    && a.get_possible_values()
+                        .iter()
+                        .any(|v| v.get_name() == "json"))
         });
         if json {
             out.push(path);
@@ -163,7 +165,9 @@ fn main() -> ExitCode {
             if json
                 && !matches!(
                     e.kind(),
-                    K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+                    K::DisplayHelp
+                        | K::DisplayVersion
+                        | K::DisplayHelpOnMissingArgumentOrSubcommand
                 )
             {
                 let msg = e.kind().as_str().map_or_else(

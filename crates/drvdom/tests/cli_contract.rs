@@ -5,6 +5,8 @@
 //! messages, the management NIC, colour only on request or a terminal,
 //! `--version`. The lab's outputs are validated in lab_contract.rs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 mod schema_support;
 
 use std::path::Path;
@@ -55,10 +57,19 @@ fn every_json_command_has_a_schema_and_a_case() {
         );
     }
     for (cmd, file) in CASES {
-        assert!(listed.iter().any(|c| c == cmd), "CASES names {cmd}, which has no --json");
-        assert!(schema_dir().join(format!("{file}.json")).is_file(), "no schema for {cmd}");
+        assert!(
+            listed.iter().any(|c| c == cmd),
+            "CASES names {cmd}, which has no --json"
+        );
+        assert!(
+            schema_dir().join(format!("{file}.json")).is_file(),
+            "no schema for {cmd}"
+        );
         let doc = std::fs::read_to_string(schema_dir().join("../json.md")).unwrap();
-        assert!(doc.contains(&format!("drvdom/{file}/1")), "docs/json.md lacks drvdom/{file}/1");
+        assert!(
+            doc.contains(&format!("drvdom/{file}/1")),
+            "docs/json.md lacks drvdom/{file}/1"
+        );
     }
     assert!(schema_dir().join("error.json").is_file());
 }
@@ -124,25 +135,47 @@ fn pci_and_doctor_json_validate_and_the_management_nic_is_guarded() {
     };
     ok(&["pci", "list", "--json"], "drvdom/pci-list/1");
     ok(&["pci", "show", "03:00.0", "--json"], "drvdom/pci-show/1");
-    ok(&["pci", "cmdline", "03:00.0", "--builtin", "--json"], "drvdom/pci-cmdline/1");
-    ok(&["pci", "assign", "03:00.0", "--json"], "drvdom/pci-assign/1");
+    ok(
+        &["pci", "cmdline", "03:00.0", "--builtin", "--json"],
+        "drvdom/pci-cmdline/1",
+    );
+    ok(
+        &["pci", "assign", "03:00.0", "--json"],
+        "drvdom/pci-assign/1",
+    );
     ok(&["pci", "assignable", "--json"], "drvdom/pci-assignable/1");
-    ok(&["pci", "release", "03:00.0", "--json"], "drvdom/pci-release/1");
+    ok(
+        &["pci", "release", "03:00.0", "--json"],
+        "drvdom/pci-release/1",
+    );
 
     // The management NIC: pci assign refuses it without --force, writing
     // nothing; cmdline and doctor warn.
     let o = pci(&f, state.path(), p, &["pci", "assign", "04:00.0"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(err(&o).contains("0000:04:00.0 (eth9) is the management NIC"), "{o:?}");
+    assert!(
+        err(&o).contains("0000:04:00.0 (eth9) is the management NIC"),
+        "{o:?}"
+    );
     assert_eq!(f.driver_of(bdf("04:00.0")).as_deref(), Some("igb"));
     let o = pci(&f, state.path(), p, &["pci", "assign", "04:00.0", "--json"]);
     assert_eq!(o.status.code(), Some(2));
     assert_valid(&out(&o), "drvdom/error/1");
     assert!(out(&o).contains("DRVDOM-INVALID"), "{}", out(&o));
-    let o = pci(&f, state.path(), p, &["pci", "assign", "04:00.0", "--force", "--json"]);
+    let o = pci(
+        &f,
+        state.path(),
+        p,
+        &["pci", "assign", "04:00.0", "--force", "--json"],
+    );
     assert!(o.status.success(), "{o:?}");
     assert!(out(&o).contains("management NIC"), "{}", out(&o));
-    let o = pci(&f, state.path(), p, &["pci", "cmdline", "04:00.0", "--module"]);
+    let o = pci(
+        &f,
+        state.path(),
+        p,
+        &["pci", "cmdline", "04:00.0", "--module"],
+    );
     assert!(o.status.success(), "{o:?}");
     assert!(err(&o).contains("is the management NIC"), "{o:?}");
 
@@ -195,8 +228,16 @@ fn doctor_fails_a_missing_xenstore_on_a_xen_dom0() {
 fn config_json_validates_and_parse_errors_exit_1_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("netdd.cfg"), "name = 'netdd'\ndriver_domain = 1\npci = ['03:00.0']\nmemroy = 512\n").unwrap();
-    std::fs::write(d.join("web.cfg"), "name = 'web'\nvif = ['backend=netdom']\n").unwrap();
+    std::fs::write(
+        d.join("netdd.cfg"),
+        "name = 'netdd'\ndriver_domain = 1\npci = ['03:00.0']\nmemroy = 512\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("web.cfg"),
+        "name = 'web'\nvif = ['backend=netdom']\n",
+    )
+    .unwrap();
     std::fs::write(d.join("bad.cfg"), "name = \"abc\nmemory = 1\n").unwrap();
     let c = |args: &[&str]| drvdom(args).current_dir(d).output().unwrap();
     let o = c(&["config", "check", "--json", "netdd.cfg", "web.cfg"]);
@@ -215,8 +256,16 @@ fn config_json_validates_and_parse_errors_exit_1_everywhere() {
     // Text: warnings with did-you-mean; --strict refuses them.
     let o = c(&["config", "check", "netdd.cfg", "web.cfg"]);
     assert!(o.status.success());
-    assert!(err(&o).contains("unknown key `memroy`") && err(&o).contains("did you mean `memory`?"), "{}", err(&o));
-    assert!(err(&o).contains("did you mean `netdd` (netdd.cfg)?"), "{}", err(&o));
+    assert!(
+        err(&o).contains("unknown key `memroy`") && err(&o).contains("did you mean `memory`?"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("did you mean `netdd` (netdd.cfg)?"),
+        "{}",
+        err(&o)
+    );
     let o = c(&["config", "check", "--strict", "netdd.cfg", "web.cfg"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     // An open quote is named, and the same parse error exits 1 in check,
@@ -228,7 +277,11 @@ fn config_json_validates_and_parse_errors_exit_1_everywhere() {
     ] {
         let o = c(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
-        assert!(err(&o).contains("unterminated string"), "{args:?}: {}", err(&o));
+        assert!(
+            err(&o).contains("unterminated string"),
+            "{args:?}: {}",
+            err(&o)
+        );
     }
     let o = c(&["config", "show", "--json", "bad.cfg"]);
     assert_eq!(o.status.code(), Some(1));
@@ -240,7 +293,11 @@ fn config_json_validates_and_parse_errors_exit_1_everywhere() {
     let before = std::fs::read_to_string(d.join("web.cfg")).unwrap();
     let o = c(&["config", "fmt", "--diff", "web.cfg"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert!(out(&o).contains("-vif = ['backend=netdom']\n+vif = [ 'backend=netdom' ]"), "{}", out(&o));
+    assert!(
+        out(&o).contains("-vif = ['backend=netdom']\n+vif = [ 'backend=netdom' ]"),
+        "{}",
+        out(&o)
+    );
     assert_eq!(std::fs::read_to_string(d.join("web.cfg")).unwrap(), before);
     let mut child = drvdom(&["config", "fmt", "-"])
         .stdin(std::process::Stdio::piped())
@@ -248,7 +305,12 @@ fn config_json_validates_and_parse_errors_exit_1_everywhere() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(before.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(before.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     assert_eq!(out(&o), "name = 'web'\nvif = [ 'backend=netdom' ]\n");
@@ -280,7 +342,11 @@ fn errors_under_json_are_objects_with_codes_and_exit_statuses() {
         .env("DRVDOM_LAB_ROOT", root.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "toolstack commands exit 1 on errors");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "toolstack commands exit 1 on errors"
+    );
     assert_valid(&out(&o), "drvdom/error/1");
     assert!(out(&o).contains("\"known\":["), "{}", out(&o));
 }
@@ -298,7 +364,10 @@ fn colour_only_when_asked_or_on_a_terminal_and_version_names_the_commit() {
         cmd.output().unwrap()
     };
     let piped = c(&[], false);
-    assert!(!out(&piped).contains('\x1b') && !err(&piped).contains('\x1b'), "{piped:?}");
+    assert!(
+        !out(&piped).contains('\x1b') && !err(&piped).contains('\x1b'),
+        "{piped:?}"
+    );
     let forced = c(&["--color", "always"], false);
     assert!(out(&forced).contains("\x1b[32mok\x1b[0m"), "{forced:?}");
     let never = c(&["--color", "never"], false);

@@ -6,6 +6,8 @@
 //! that exits at once is reported at once with its stderr, logs are kept
 //! after teardown, and the lab refuses non-root users.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 mod lab_support;
 mod schema_support;
 
@@ -40,7 +42,9 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
     let lab = TestLab::new();
     let n = lab.name.clone();
     // lab up --json: JSON Lines, each a lab-up-event.
-    let out = lab.ok(&["lab", "up", "--detach", "--json", "--guests", "1", "--lab", &n]);
+    let out = lab.ok(&[
+        "lab", "up", "--detach", "--json", "--guests", "1", "--lab", &n,
+    ]);
     assert_valid(&out, "drvdom/lab-up-event/1");
     assert_eq!(lab_support::fold(&out)["ok"], true);
     let seed = lab.ok(&["lab", "seed", "--guests", "1"]);
@@ -52,14 +56,23 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
         assert!(o.status.success(), "{args:?}: {o:?}");
         assert_valid(&text(&o).0, schema);
     };
-    valid(&["lab", "status", "--json", "--lab", &n], "drvdom/lab-status/1");
+    valid(
+        &["lab", "status", "--json", "--lab", &n],
+        "drvdom/lab-status/1",
+    );
     valid(&["lab", "list", "--json"], "drvdom/lab-list/1");
-    valid(&["bridge", "show", "--json", "--lab", &n], "drvdom/bridge-show/1");
+    valid(
+        &["bridge", "show", "--json", "--lab", &n],
+        "drvdom/bridge-show/1",
+    );
     valid(&["plan", f, "--json", "--lab", &n], "drvdom/plan/1");
     valid(&["apply", f, "--json", "--lab", &n], "drvdom/apply/1");
     valid(&["verify", f, "--json", "--lab", &n], "drvdom/verify/1");
     valid(&["show", "--format", "json", "--lab", &n], "drvdom/show/1");
-    valid(&["lab", "restart", "agent", "--json", "--lab", &n], "drvdom/lab-restart/1");
+    valid(
+        &["lab", "restart", "agent", "--json", "--lab", &n],
+        "drvdom/lab-restart/1",
+    );
     // --backend defaults to the only driver domain; the JSON names the MAC.
     let o = lab.run(&["vif", "attach", "guest1", "--json", "--lab", &n]);
     assert!(o.status.success(), "{o:?}");
@@ -67,7 +80,10 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
     let a: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(a["mac"].as_str().unwrap().starts_with("00:16:3e:"), "{a}");
     let devid = a["devid"].to_string();
-    valid(&["vif", "detach", "guest1", &devid, "--json", "--lab", &n], "drvdom/vif-detach/1");
+    valid(
+        &["vif", "detach", "guest1", &devid, "--json", "--lab", &n],
+        "drvdom/vif-detach/1",
+    );
 
     // Bad input: refused at once, exit 2, nothing written.
     let before = vifs_of(&lab, "guest1");
@@ -94,7 +110,16 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
         assert!(took < Duration::from_secs(1), "{args:?} took {took:?}");
         assert_eq!(vifs_of(&lab, "guest1"), before, "{args:?} wrote something");
     }
-    let o = lab.run(&["vif", "attach", "guest1", "--mac", "01:16:3e:aa:bb:cc", "--json", "--lab", &n]);
+    let o = lab.run(&[
+        "vif",
+        "attach",
+        "guest1",
+        "--mac",
+        "01:16:3e:aa:bb:cc",
+        "--json",
+        "--lab",
+        &n,
+    ]);
     assert_valid(&text(&o).0, "drvdom/error/1");
     assert!(text(&o).0.contains("DRVDOM-INVALID"));
 
@@ -114,12 +139,29 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let o = lab.run(&["vif", "attach", "guest1", "--timeout", "2", "--json", "--lab", &n]);
+    let o = lab.run(&[
+        "vif",
+        "attach",
+        "guest1",
+        "--timeout",
+        "2",
+        "--json",
+        "--lab",
+        &n,
+    ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_valid(&text(&o).0, "drvdom/error/1");
     assert!(text(&o).0.contains("DRVDOM-TIMEOUT"), "{}", text(&o).0);
-    assert!(text(&o).0.contains("nothing is left behind"), "{}", text(&o).0);
-    assert_eq!(vifs_of(&lab, "guest1"), before, "the failed attach left a vif");
+    assert!(
+        text(&o).0.contains("nothing is left behind"),
+        "{}",
+        text(&o).0
+    );
+    assert_eq!(
+        vifs_of(&lab, "guest1"),
+        before,
+        "the failed attach left a vif"
+    );
     let o = lab.run(&["lab", "status", "--json", "--lab", &n]);
     assert_eq!(o.status.code(), Some(1), "dead netback: unhealthy");
     assert_valid(&text(&o).0, "drvdom/lab-status/1");
@@ -140,7 +182,11 @@ fn lab_outputs_validate_bad_input_is_refused_and_a_dead_backend_is_undone() {
     let o = lab.run(&["lab", "list", "--json"]);
     assert!(text(&o).0.contains("\"state\": \"down\""), "{}", text(&o).0);
     let o = lab.run(&["lab", "down", "--lab", &n]);
-    assert_eq!(o.status.code(), Some(2), "a lab that no longer exists: {o:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a lab that no longer exists: {o:?}"
+    );
     lab.ok(&["lab", "down", "--purge", "--lab", &n]);
     assert!(!lab.dir().exists());
 }
@@ -160,7 +206,9 @@ fn an_agent_that_exits_at_once_is_reported_within_2s_with_its_stderr() {
     let o = lab
         .cmd()
         .env("DRVDOM_AGENT_BIN", &agent)
-        .args(["lab", "up", "--once", "--json", "--guests", "1", "--lab", &lab.name])
+        .args([
+            "lab", "up", "--once", "--json", "--guests", "1", "--lab", &lab.name,
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{o:?}");
@@ -180,7 +228,10 @@ fn an_agent_that_exits_at_once_is_reported_within_2s_with_its_stderr() {
     assert_eq!(failed["id"], "create-domain/netdd", "{failed:#}");
     let detail = failed["detail"].as_str().unwrap();
     assert!(detail.contains("exit status: 3"), "{detail}");
-    assert!(detail.contains("bad-agent: cannot find bridge uplink eth7"), "{detail}");
+    assert!(
+        detail.contains("bad-agent: cannot find bridge uplink eth7"),
+        "{detail}"
+    );
     let ms = failed["millis"].as_u64().unwrap();
     assert!(ms < 2000, "reported after {ms} ms: {detail}");
     // Torn down (--once), logs kept and named.
@@ -197,7 +248,10 @@ fn an_agent_that_exits_at_once_is_reported_within_2s_with_its_stderr() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let (out, _) = text(&o);
-    assert!(out.contains("bad-agent: cannot find bridge uplink eth7"), "{out}");
+    assert!(
+        out.contains("bad-agent: cannot find bridge uplink eth7"),
+        "{out}"
+    );
     assert!(out.contains("logs kept in"), "{out}");
 }
 
@@ -206,7 +260,10 @@ fn the_lab_says_it_needs_root() {
     testutil::require_root!();
     use std::os::unix::process::CommandExt as _;
     let root = tempfile::tempdir().unwrap();
-    for args in [&["lab", "up", "--once", "--lab", "x"][..], &["lab", "status", "--lab", "x"]] {
+    for args in [
+        &["lab", "up", "--once", "--lab", "x"][..],
+        &["lab", "status", "--lab", "x"],
+    ] {
         let o = std::process::Command::new(lab_support::drvdom())
             .args(args)
             .env("DRVDOM_LAB_ROOT", root.path())

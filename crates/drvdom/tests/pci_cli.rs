@@ -342,12 +342,17 @@ fn cmdline_detects_builtin_or_module() {
     // Devices that do not exist get no hide= line.
     let o = run(&base);
     assert_eq!(o.status.code(), Some(2), "missing devices: {o:?}");
-    assert!(text(&o).1.contains("no PCI device 0000:03:00.1, 0000:03:00.0"), "{o:?}");
+    assert!(
+        text(&o)
+            .1
+            .contains("no PCI device 0000:03:00.1, 0000:03:00.0"),
+        "{o:?}"
+    );
     for b in ["0000:03:00.0", "0000:03:00.1"] {
-        f.add_device(&FixtureDevice::new(bdf(b), 0x8086, 0x10c9, 0x020000).net(
-            if b.ends_with('0') { "eth0" } else { "eth1" },
-            "up",
-        ))
+        f.add_device(
+            &FixtureDevice::new(bdf(b), 0x8086, 0x10c9, 0x020000)
+                .net(if b.ends_with('0') { "eth0" } else { "eth1" }, "up"),
+        )
         .unwrap();
     }
 
@@ -355,9 +360,18 @@ fn cmdline_detects_builtin_or_module() {
     let o = run(&base);
     assert!(o.status.success(), "undetectable: {o:?}");
     let out = text(&o).0;
-    assert!(out.contains("cannot tell whether xen-pciback is built in"), "{out}");
-    assert!(out.contains("xen-pciback.hide=(0000:03:00.0)(0000:03:00.1)"), "{out}");
-    assert!(out.contains("options xen-pciback hide=(0000:03:00.0)(0000:03:00.1)"), "{out}");
+    assert!(
+        out.contains("cannot tell whether xen-pciback is built in"),
+        "{out}"
+    );
+    assert!(
+        out.contains("xen-pciback.hide=(0000:03:00.0)(0000:03:00.1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("options xen-pciback hide=(0000:03:00.0)(0000:03:00.1)"),
+        "{out}"
+    );
 
     // The management NIC (dom0's default route) is warned about.
     let proc_ = tempfile::tempdir().unwrap();
@@ -374,7 +388,9 @@ fn cmdline_detects_builtin_or_module() {
         .unwrap();
     assert!(o.status.success(), "{o:?}");
     assert!(
-        text(&o).1.contains("0000:03:00.1 (eth1) is the management NIC"),
+        text(&o)
+            .1
+            .contains("0000:03:00.1 (eth1) is the management NIC"),
         "{o:?}"
     );
 

@@ -29,9 +29,9 @@ pub mod bootparams;
 pub mod checks;
 mod device;
 mod error;
-mod mgmt;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod mgmt;
 pub mod names;
 mod net;
 mod pciback;

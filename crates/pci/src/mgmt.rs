@@ -114,7 +114,11 @@ mod tests {
         let m = management_nics(&sysfs, &net);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].bdf, a);
-        assert!(m[0].warning().contains("management NIC"), "{}", m[0].warning());
+        assert!(
+            m[0].warning().contains("management NIC"),
+            "{}",
+            m[0].warning()
+        );
         assert!(management_nic_among(&sysfs, &net, &[b]).is_none());
         // A bridge in dom0 carrying the route, with eth1 as its port.
         let port = sysfs.device_dir(b).join("net/eth1/master");

@@ -117,11 +117,16 @@ pub fn cross_check(files: &[CheckedFile]) -> Vec<Vec<Diagnostic>> {
                             .with_code(UNKNOWN_BACKEND),
                     );
                 }
-                Some(&bi) if !files[bi].config.is_driver_domain() => out[fi].push(located[fi].diag(
-                    Severity::Warning,
-                    format!("backend domain `{be}` ({}) does not set driver_domain = 1", files[bi].file),
-                    span,
-                )),
+                Some(&bi) if !files[bi].config.is_driver_domain() => {
+                    out[fi].push(located[fi].diag(
+                        Severity::Warning,
+                        format!(
+                            "backend domain `{be}` ({}) does not set driver_domain = 1",
+                            files[bi].file
+                        ),
+                        span,
+                    ))
+                }
                 Some(_) => {}
             }
         }

@@ -176,8 +176,8 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -196,7 +196,10 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// The candidate closest to `word`, if it is close enough to be a typo
 /// (at most one edit per three characters, at least one).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -230,8 +233,14 @@ mod tests {
 
     #[test]
     fn typos_get_a_suggestion_and_strangers_none() {
-        assert_eq!(did_you_mean("memroy", KNOWN_KEYS.iter().copied()), Some("memory"));
-        assert_eq!(did_you_mean("drivr_domain", KNOWN_KEYS.iter().copied()), Some("driver_domain"));
+        assert_eq!(
+            did_you_mean("memroy", KNOWN_KEYS.iter().copied()),
+            Some("memory")
+        );
+        assert_eq!(
+            did_you_mean("drivr_domain", KNOWN_KEYS.iter().copied()),
+            Some("driver_domain")
+        );
         assert_eq!(did_you_mean("netdom", ["netdd", "web"]), Some("netdd"));
         assert_eq!(did_you_mean("zzzzzz", KNOWN_KEYS.iter().copied()), None);
         assert!(unknown_key_message("memroy").contains("did you mean `memory`?"));

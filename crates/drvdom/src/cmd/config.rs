@@ -239,7 +239,10 @@ fn check(files: &[PathBuf], strict: bool, json: bool) -> anyhow::Result<ExitCode
     if strict {
         for r in &mut reports {
             for d in &mut r.diagnostics {
-                if matches!(d.code, Some(xlcfg::keys::UNKNOWN_KEY | xlcfg::UNKNOWN_BACKEND)) {
+                if matches!(
+                    d.code,
+                    Some(xlcfg::keys::UNKNOWN_KEY | xlcfg::UNKNOWN_BACKEND)
+                ) {
                     d.severity = Severity::Error;
                     d.message.push_str(" (--strict)");
                     r.valid = false;
@@ -356,8 +359,12 @@ fn fmt(files: &[PathBuf], check_only: bool, diff: bool) -> anyhow::Result<ExitCo
         if diff {
             outln!(
                 "{}",
-                unified_diff(&name, &String::from_utf8_lossy(&source), &String::from_utf8_lossy(&out))
-                    .trim_end()
+                unified_diff(
+                    &name,
+                    &String::from_utf8_lossy(&source),
+                    &String::from_utf8_lossy(&out)
+                )
+                .trim_end()
             );
             continue;
         }

@@ -30,7 +30,13 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub proc_: ProcOpts,
     /// Where Xen's /proc/xen is (a fixture directory in tests).
-    #[arg(long, env = "DRVDOM_PROC_XEN", default_value = "/proc/xen", value_name = "DIR", hide = true)]
+    #[arg(
+        long,
+        env = "DRVDOM_PROC_XEN",
+        default_value = "/proc/xen",
+        value_name = "DIR",
+        hide = true
+    )]
     pub proc_xen: std::path::PathBuf,
     /// Run only these check groups (repeatable): pci, xenstore.
     #[arg(long = "only", value_name = "GROUP", value_parser = ["pci", "xenstore"])]
@@ -134,7 +140,11 @@ fn xenstore_checks(vifs: u32, host: &Verdict) -> Vec<Check> {
         Err(e) => {
             // On a Xen dom0 nothing works without it; elsewhere there is
             // nothing to check.
-            let status = if host.dom0 { Status::Fail } else { Status::Skip };
+            let status = if host.dom0 {
+                Status::Fail
+            } else {
+                Status::Skip
+            };
             return vec![check(
                 "reachable",
                 status,
@@ -213,8 +223,10 @@ pub struct Verdict {
 
 fn verdict(proc_xen: &std::path::Path) -> Verdict {
     let xen = proc_xen.is_dir();
-    let dom0 = std::fs::read_to_string(proc_xen.join("capabilities"))
-        .is_ok_and(|c| c.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_').any(|w| w == "control_d"));
+    let dom0 = std::fs::read_to_string(proc_xen.join("capabilities")).is_ok_and(|c| {
+        c.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_')
+            .any(|w| w == "control_d")
+    });
     let xenstore = xenstore::Client::connect_default().is_ok();
     let summary = match (xen, dom0, xenstore) {
         (false, _, false) => format!(
@@ -227,7 +239,9 @@ fn verdict(proc_xen: &std::path::Path) -> Verdict {
         ),
         (true, true, true) => "Xen dom0, xenstore reachable".to_string(),
         (true, true, false) => "Xen dom0, but xenstore is NOT reachable".to_string(),
-        (true, false, true) => "a Xen domain but not dom0 (a driver domain or guest); xenstore reachable".to_string(),
+        (true, false, true) => {
+            "a Xen domain but not dom0 (a driver domain or guest); xenstore reachable".to_string()
+        }
         (true, false, false) => "a Xen domain but not dom0; xenstore not reachable".to_string(),
     };
     Verdict {
@@ -305,7 +319,12 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         println!("host: {}", host.summary);
         let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &checks {
-            println!("{}  {:width$}  {}", paint(c.status.label()), c.name, c.detail);
+            println!(
+                "{}  {:width$}  {}",
+                paint(c.status.label()),
+                c.name,
+                c.detail
+            );
             if let Some(f) = &c.fix {
                 println!("      {:width$}  fix: {f}", "");
             }

@@ -445,10 +445,13 @@ mod tests {
             zeta: u32,
             alpha: &'static str,
         }
-        let s = to_json(schema::LAB_LIST, &B {
-            zeta: 1,
-            alpha: "x",
-        })
+        let s = to_json(
+            schema::LAB_LIST,
+            &B {
+                zeta: 1,
+                alpha: "x",
+            },
+        )
         .unwrap();
         assert_eq!(s, r#"{"schema":"drvdom/lab-list/1","zeta":1,"alpha":"x"}"#);
         let v = to_json(schema::PLAN, &serde_json::json!({"b": 1, "a": 2})).unwrap();
@@ -465,7 +468,12 @@ mod tests {
         assert_eq!(j["schema"], "drvdom/error/1");
         assert_eq!(j["error"]["code"], "DRVDOM-NOT-FOUND");
         assert_eq!(j["error"]["known"][1], "b");
-        assert!(j["error"]["message"].as_str().unwrap().contains("known: a, b"));
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("known: a, b")
+        );
         let plain = anyhow::anyhow!("boom");
         assert_eq!(exit_code_for(&plain), exit::FAILED);
         let j: serde_json::Value = serde_json::from_str(&error_json(&plain)).unwrap();

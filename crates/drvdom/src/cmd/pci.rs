@@ -285,7 +285,6 @@ fn sources(modules: &ModulesOpts) -> InfoSources {
     InfoSources::load(modules.dir().as_deref(), Path::new("/proc"))
 }
 
-
 fn id_line(d: &PciDevice) -> String {
     let unknown = |id: u16| format!("Device {id:04x}");
     format!(
@@ -461,7 +460,10 @@ fn assign(
                 ),
             ));
         }
-        mgmt_warnings.push((m.bdf, format!("{}; assigned anyway because of --force", m.warning())));
+        mgmt_warnings.push((
+            m.bdf,
+            format!("{}; assigned anyway because of --force", m.warning()),
+        ));
     }
     // xenstore /libxl/pci/<bdf>/driver_path (as xl) when reachable, plus
     // the local state file.
@@ -665,7 +667,10 @@ fn cmdline(
         return Ok(ExitCode::SUCCESS);
     }
     for w in &warnings {
-        eprintln!("{}: {w}", output::paint_if(output::stderr_colour(), "warning"));
+        eprintln!(
+            "{}: {w}",
+            output::paint_if(output::stderr_colour(), "warning")
+        );
     }
     if kinds.len() > 1 {
         println!("# {why}.");
@@ -678,7 +683,10 @@ fn cmdline(
         match p.kind {
             PcibackKind::Builtin => {
                 if !both {
-                    println!("# xen-pciback is built into the kernel ({}).", self_why(&det, kind));
+                    println!(
+                        "# xen-pciback is built into the kernel ({}).",
+                        self_why(&det, kind)
+                    );
                 } else {
                     println!("# If xen-pciback is built into the kernel:");
                 }

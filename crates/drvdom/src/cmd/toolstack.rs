@@ -212,7 +212,11 @@ async fn do_apply(
     let remaining = after.as_ref().map(|a| a.actions.clone()).ok();
     if json {
         output::print_json(
-            if destroy { schema::DESTROY } else { schema::APPLY },
+            if destroy {
+                schema::DESTROY
+            } else {
+                schema::APPLY
+            },
             &serde_json::json!({
                 "actions": report.results,
                 "changes": p.actions.len(),

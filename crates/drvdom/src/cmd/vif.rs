@@ -94,7 +94,12 @@ pub async fn driver_domains(h: &host::AnyHost) -> anyhow::Result<Vec<(DomId, Str
     let xs = h.xenstore();
     let mut v = Vec::new();
     for (id, name) in domains(h).await? {
-        if id != DomId::DOM0 && xs.exists(&xenbus::agent::agent_dir(id)).await.unwrap_or(false) {
+        if id != DomId::DOM0
+            && xs
+                .exists(&xenbus::agent::agent_dir(id))
+                .await
+                .unwrap_or(false)
+        {
             v.push((id, name));
         }
     }
@@ -174,7 +179,10 @@ fn check_mac(m: &str) -> anyhow::Result<MacAddr> {
         ));
     }
     if mac.is_zero() {
-        return Err(cli_error(Code::Invalid, format!("--mac {m}: the zero address")));
+        return Err(cli_error(
+            Code::Invalid,
+            format!("--mac {m}: the zero address"),
+        ));
     }
     Ok(mac)
 }
@@ -212,7 +220,12 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                     .with_context(|| format!("read the bridges {backend}'s agent publishes"))?;
                 let bridges: Vec<String> = p.bridges.iter().map(|b| b.name.clone()).collect();
                 if !bridges.contains(&bridge_name) {
-                    return Err(not_found(&format!("bridge in {backend}"), &bridge_name, &bridges, ""));
+                    return Err(not_found(
+                        &format!("bridge in {backend}"),
+                        &bridge_name,
+                        &bridges,
+                        "",
+                    ));
                 }
             }
             let mut cfg = VifConfig::new(be);
@@ -243,7 +256,9 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                     // Done when the driver domain shows it on its bridge.
                     topology::apply::wait_port_published(xs, be, fe, devid, &bridge_name, deadline)
                         .await
-                        .with_context(|| format!("wait for vif{}.{devid} on {bridge_name}", fe.0))?;
+                        .with_context(|| {
+                            format!("wait for vif{}.{devid} on {bridge_name}", fe.0)
+                        })?;
                 }
                 anyhow::Ok(())
             }
@@ -256,10 +271,12 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                 opts.backend_removal_timeout = Some(UNDO_TIMEOUT);
                 opts.force = true;
                 let _ = xenbus::detach_vif(xs, fe, devid, &opts).await;
-                let undone = xenbus::remove_device_nodes(xs, bp.clone()).await;
+                let undone = xenbus::remove_device_nodes(xs, bp).await;
                 let what = match undone {
                     Ok(()) => "the vif was removed again; nothing is left behind".to_string(),
-                    Err(u) => format!("removing it again failed too ({u}): run `drvdom vif detach {guest} {devid}`"),
+                    Err(u) => format!(
+                        "removing it again failed too ({u}): run `drvdom vif detach {guest} {devid}`"
+                    ),
                 };
                 return Err(cli_error(
                     Code::Timeout,
@@ -304,7 +321,12 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                 .with_context(|| format!("list the vifs of {guest}"))?;
             if !vifs.iter().any(|v| v.devid.0 == devid) {
                 let known: Vec<String> = vifs.iter().map(|v| v.devid.0.to_string()).collect();
-                return Err(not_found(&format!("vif of {guest}"), &devid.to_string(), &known, ""));
+                return Err(not_found(
+                    &format!("vif of {guest}"),
+                    &devid.to_string(),
+                    &known,
+                    "",
+                ));
             }
             let out = xenbus::detach_vif(xs, fe, DevId(devid), &DetachOptions::default())
                 .await

@@ -232,7 +232,12 @@ pub fn assert_no_leftovers(name: &str, dir: &Path) {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, ["logs"], "lab directory {} holds more than its logs", dir.display());
+        assert_eq!(
+            left,
+            ["logs"],
+            "lab directory {} holds more than its logs",
+            dir.display()
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! `items`, `enum`, `const` — that refuses any other keyword, so a schema
 //! cannot silently say more than is checked.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each test file uses a subset
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
 
 use std::path::PathBuf;
 
@@ -114,7 +115,9 @@ fn check(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
                     errs.push(format!("{at}: {v} is not {kw}"));
                 }
             }
-            other => errs.push(format!("{at}: keyword {other:?} is not supported by the test validator")),
+            other => errs.push(format!(
+                "{at}: keyword {other:?} is not supported by the test validator"
+            )),
         }
     }
 }

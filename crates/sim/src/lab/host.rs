@@ -230,10 +230,7 @@ impl SimHost {
         let st = lock(&self.state);
         gone.into_iter()
             .map(|(pid, status)| {
-                let rec = st
-                    .procs
-                    .iter()
-                    .find(|p| i64::from(p.pid) == i64::from(pid));
+                let rec = st.procs.iter().find(|p| i64::from(p.pid) == i64::from(pid));
                 let log = rec.map(|r| r.log.clone()).unwrap_or_default();
                 Exited {
                     role: rec.map_or_else(|| format!("pid {pid}"), |r| r.role.clone()),

@@ -571,10 +571,7 @@ impl Up {
     fn logs_kept(&self, name: &str, logs: Option<&std::path::Path>) {
         let Some(logs) = logs else { return };
         if self.json {
-            event(
-                "down",
-                serde_json::json!({ "lab": name, "logs": logs }),
-            );
+            event("down", serde_json::json!({ "lab": name, "logs": logs }));
         } else {
             println!(
                 "lab {name} torn down; logs kept in {} (`drvdom lab down --purge --lab {name}` removes them)",

@@ -37,7 +37,10 @@ fn problems(st: &lab::Status) -> Vec<String> {
     }
     for d in &st.domains {
         if !d.introduced {
-            v.push(format!("domain {} is not introduced to xenstored", d.domain.name));
+            v.push(format!(
+                "domain {} is not introduced to xenstored",
+                d.domain.name
+            ));
         }
         for vif in &d.vifs {
             let ok = vif.frontend_state.as_deref() == Some("Connected")
@@ -201,7 +204,10 @@ pub(super) fn list(json: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<13} {:<9} {:>7} {:>9}  logs", "lab", "state", "domains", "processes");
+    println!(
+        "{:<13} {:<9} {:>7} {:>9}  logs",
+        "lab", "state", "domains", "processes"
+    );
     for l in &labs {
         let procs = if l.dead > 0 {
             format!("{} ({} dead)", l.processes, l.dead)
@@ -230,7 +236,8 @@ pub(super) async fn down(name: String, purge: bool, json: bool) -> anyhow::Resul
     let known = lab::list(&root);
     let this = known.iter().find(|l| l.name == name);
     let exists = this.is_some_and(lab::LabSummary::exists);
-    if !exists && !(purge && this.is_some()) {
+    let purgeable = purge && this.is_some();
+    if !(exists || purgeable) {
         return Err(no_such_lab(&name));
     }
     let rep = if purge {
@@ -289,4 +296,3 @@ pub(super) async fn restart(role: String, name: String, json: bool) -> anyhow::R
 pub(super) fn need_root(what: &str) -> anyhow::Result<()> {
     super::bins::require_root(what)
 }
-
