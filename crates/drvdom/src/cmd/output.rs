@@ -376,7 +376,7 @@ fn decide(choice: ColorChoice, is_tty: bool, no_color: bool, dumb: bool) -> bool
 }
 
 /// Decide colour for stdout and stderr once (`NO_COLOR`: any non-empty
-/// value, https://no-color.org; `TERM=dumb` too).
+/// value, <https://no-color.org>; `TERM=dumb` too).
 pub fn init_colour(choice: ColorChoice) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
