@@ -173,7 +173,7 @@ fn fmt_leaves_unparsable_file_alone() {
     let text = "name = 'x'\nmemory = int(512)\n";
     let p = write(dir.path(), "py.cfg", text);
     let o = drvdom(&["config", "fmt", "py.cfg"], dir.path());
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("py.cfg:2:10"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
 }
@@ -218,7 +218,7 @@ fn show_of_invalid_file_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "t.cfg", "name = 'x'\ntype = 'xen'\n");
     let o = drvdom(&["config", "show", "t.cfg"], dir.path());
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("Invalid domain type xen."),
         "{}",

@@ -50,7 +50,7 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
                 "bridge", "show", "--lab", &lab.name, "--domain", "netdd", "--json",
             ]);
             let rows: serde_json::Value = serde_json::from_str(&show).unwrap();
-            rows[0]["ports"]
+            rows["bridges"][0]["ports"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -109,7 +109,7 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let names = |rows: &serde_json::Value| -> Vec<String> {
-        rows[0]["ports"]
+        rows["bridges"][0]["ports"]
             .as_array()
             .unwrap()
             .iter()
@@ -121,8 +121,8 @@ fn vif_attach_detach_cycles_on_a_live_lab() {
         names(&show_inside()) == ["nic0", "vif2.0", "vif3.0"]
     });
     let rows = show_inside();
-    assert_eq!(rows[0]["bridge"], "xenbr0");
-    let ports = rows[0]["ports"].as_array().unwrap();
+    assert_eq!(rows["bridges"][0]["bridge"], "xenbr0");
+    let ports = rows["bridges"][0]["ports"].as_array().unwrap();
     for p in &ports[1..] {
         assert_eq!(p["backend_state"], "Connected", "{p}");
         assert_eq!(p["hotplug_status"], "connected", "{p}");

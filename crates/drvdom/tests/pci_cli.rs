@@ -76,7 +76,9 @@ fn pci_list_json_matches_lspci() {
 
     let o = run(&["pci", "list", "--json"]);
     assert!(o.status.success(), "{o:?}");
-    let got: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got["schema"], "drvdom/pci-list/1");
+    let got: Vec<serde_json::Value> = got["devices"].as_array().unwrap().clone();
     let got: BTreeMap<String, (String, String, String)> = got
         .iter()
         .map(|d| {
@@ -191,8 +193,9 @@ fn assign_assignable_release_round_trip() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let v: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, ["0000:03:00.0"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "drvdom/pci-assignable/1");
+    assert_eq!(v["devices"], serde_json::json!(["0000:03:00.0"]));
 
     let o = drvdom(&["pci", "release", "3:0.0"])
         .env("DRVDOM_SYSFS_ROOT", f.root())
@@ -298,6 +301,7 @@ fn rerun_after_crash_between_unbind_and_bind() {
     ));
     assert!(o.status.success(), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = &v["devices"];
     assert_eq!(v[0]["previous_driver"], "igb");
     assert_eq!(f.driver_of(bdf("03:00.0")).as_deref(), Some("pciback"));
     let o = run_s(with_roots(&f, state.path(), &["pci", "release", "03:00.0"]));
@@ -335,9 +339,60 @@ fn cmdline_detects_builtin_or_module() {
         &m,
     ];
 
+    // Devices that do not exist get no hide= line.
     let o = run(&base);
-    assert_eq!(o.status.code(), Some(2), "undetectable: {o:?}");
-    assert!(text(&o).1.contains("--builtin or --module"));
+    assert_eq!(o.status.code(), Some(2), "missing devices: {o:?}");
+    assert!(
+        text(&o)
+            .1
+            .contains("no PCI device 0000:03:00.1, 0000:03:00.0"),
+        "{o:?}"
+    );
+    for b in ["0000:03:00.0", "0000:03:00.1"] {
+        f.add_device(
+            &FixtureDevice::new(bdf(b), 0x8086, 0x10c9, 0x020000)
+                .net(if b.ends_with('0') { "eth0" } else { "eth1" }, "up"),
+        )
+        .unwrap();
+    }
+
+    // Undetectable: both forms, with the reason, exit 0.
+    let o = run(&base);
+    assert!(o.status.success(), "undetectable: {o:?}");
+    let out = text(&o).0;
+    assert!(
+        out.contains("cannot tell whether xen-pciback is built in"),
+        "{out}"
+    );
+    assert!(
+        out.contains("xen-pciback.hide=(0000:03:00.0)(0000:03:00.1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("options xen-pciback hide=(0000:03:00.0)(0000:03:00.1)"),
+        "{out}"
+    );
+
+    // The management NIC (dom0's default route) is warned about.
+    let proc_ = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(proc_.path().join("net")).unwrap();
+    std::fs::write(
+        proc_.path().join("net/route"),
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+         eth1\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+    )
+    .unwrap();
+    let o = drvdom(&base)
+        .env("DRVDOM_PROC_ROOT", proc_.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        text(&o)
+            .1
+            .contains("0000:03:00.1 (eth1) is the management NIC"),
+        "{o:?}"
+    );
 
     std::fs::write(
         mods.path().join("modules.builtin"),
@@ -365,7 +420,8 @@ fn cmdline_detects_builtin_or_module() {
 
     let o = run(&[&base[..], &["--json"]].concat());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["params"]["kind"], "builtin");
+    assert_eq!(v["schema"], "drvdom/pci-cmdline/1");
+    assert_eq!(v["params"][0]["kind"], "builtin");
     assert!(
         v["detection"]["evidence"]
             .as_str()
@@ -436,6 +492,7 @@ fn assign_warns_about_functions_left_in_dom0() {
     ));
     assert!(o.status.success(), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = v["devices"].clone();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert!(
         v.as_array()

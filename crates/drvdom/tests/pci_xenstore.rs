@@ -74,7 +74,7 @@ fn doctor_checks_xenstore_quota_for_vifs() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == "xenstore-quota")
+            .find(|c| c["id"] == "xenstore/quota")
             .cloned()
             .unwrap();
         (o.status.code(), quota)

@@ -121,9 +121,11 @@ fn a_bad_file_is_refused_with_its_position_and_nothing_is_touched() {
     let o = drvdom(&xsd, &["plan", "host.toml", "--json"], dir.path());
     assert_eq!(o.status.code(), Some(1));
     let j: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
-    assert_eq!(j["diagnostics"][0]["code"], "TOPO-UNKNOWN-KEY");
-    assert_eq!(j["diagnostics"][0]["line"], 15);
-    assert_eq!(j["diagnostics"][0]["column"], 1);
+    assert_eq!(j["schema"], "drvdom/error/1");
+    assert_eq!(j["error"]["code"], "DRVDOM-INVALID-FILE");
+    assert_eq!(j["error"]["diagnostics"][0]["code"], "TOPO-UNKNOWN-KEY");
+    assert_eq!(j["error"]["diagnostics"][0]["line"], 15);
+    assert_eq!(j["error"]["diagnostics"][0]["column"], 1);
     assert_eq!(tree(&xsd), before, "the store changed");
     assert_eq!(
         std::fs::read(dir.path().join("netdd.cfg")).unwrap(),

@@ -31,6 +31,7 @@ mod device;
 mod error;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod mgmt;
 pub mod names;
 mod net;
 mod pciback;
@@ -39,6 +40,7 @@ mod sysfs;
 
 pub use device::{CLASS_NETWORK, InfoSources, NetIface, PciDevice, Sriov, running_modules_dir};
 pub use error::{Error, Result};
+pub use mgmt::{ManagementNic, management_nic_among, management_nics};
 pub use net::{IfState, NetSnapshot};
 pub use pciback::{AssignOptions, AssignOutcome, Pciback, ReleaseOutcome};
 pub use record::{

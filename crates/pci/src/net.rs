@@ -90,7 +90,9 @@ impl NetSnapshot {
     /// up with addresses, or carrying a default route.
     pub fn in_use_reason(&self, name: &str) -> Option<String> {
         if self.default_route.contains(name) {
-            return Some(format!("interface {name} carries the default route"));
+            return Some(format!(
+                "interface {name} carries the default route (the management NIC)"
+            ));
         }
         let st = self.ifaces.get(name)?;
         if st.up && !st.addresses.is_empty() {

@@ -109,7 +109,8 @@ impl std::fmt::Display for Action {
 impl serde::Serialize for Action {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Action", 3)?;
+        let mut st = s.serialize_struct("Action", 4)?;
+        st.serialize_field("id", &self.id())?;
         st.serialize_field("action", self.kind.name())?;
         st.serialize_field("target", &self.kind.target())?;
         st.serialize_field("reason", &self.reason)?;
@@ -118,6 +119,12 @@ impl serde::Serialize for Action {
 }
 
 impl Action {
+    /// The stable id of the step: `<action>/<target>`
+    /// (`attach-vif/web/0`), the first field of its JSON form.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind.name(), self.kind.target())
+    }
+
     /// An action with its reason.
     pub fn new(kind: ActionKind, reason: impl Into<String>) -> Action {
         Action {

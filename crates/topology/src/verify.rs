@@ -32,8 +32,9 @@ pub enum Status {
     Fail,
 }
 
-/// One checked step.
-#[derive(Debug, Clone, Serialize)]
+/// One checked step. Its JSON form starts with a stable `id`,
+/// `<check>/<target>` (`vif-connected/web/0`).
+#[derive(Debug, Clone)]
 pub struct Check {
     /// What is checked (`nic-pciback`, `vif-connected`, `ping`, ...).
     pub check: String,
@@ -43,6 +44,26 @@ pub struct Check {
     pub status: Status,
     /// The evidence (what was seen).
     pub detail: String,
+}
+
+impl Check {
+    /// The stable id: `<check>/<target>`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.check, self.target)
+    }
+}
+
+impl Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Check", 5)?;
+        st.serialize_field("id", &self.id())?;
+        st.serialize_field("check", &self.check)?;
+        st.serialize_field("target", &self.target)?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
 }
 
 /// Every check, with counts.

@@ -9,6 +9,9 @@ use crate::domain::DomainConfig;
 use crate::pci::PciAddr;
 use crate::vif::MacAddr;
 
+/// Code of the warning for a `backend=` naming no file checked.
+pub const UNKNOWN_BACKEND: &str = "XLCFG-UNKNOWN-BACKEND";
+
 /// One file that parsed and interpreted.
 #[derive(Debug, Clone)]
 pub struct CheckedFile {
@@ -95,16 +98,35 @@ pub fn cross_check(files: &[CheckedFile]) -> Vec<Vec<Diagnostic>> {
                 continue;
             }
             match by_name.get(be) {
-                None => out[fi].push(located[fi].diag(
-                    Severity::Warning,
-                    format!("backend domain `{be}` is not among the files checked; make sure it exists and has driver_domain = 1"),
-                    span,
-                )),
-                Some(&bi) if !files[bi].config.is_driver_domain() => out[fi].push(located[fi].diag(
-                    Severity::Warning,
-                    format!("backend domain `{be}` ({}) does not set driver_domain = 1", files[bi].file),
-                    span,
-                )),
+                None => {
+                    let drivers = files
+                        .iter()
+                        .filter(|f| f.config.is_driver_domain())
+                        .map(|f| f.config.name.as_str());
+                    let hint = crate::keys::did_you_mean(be, drivers)
+                        .and_then(|n| by_name.get(n).map(|&i| (n, &files[i].file)))
+                        .map(|(n, file)| format!("; did you mean `{n}` ({file})?"))
+                        .unwrap_or_default();
+                    out[fi].push(
+                        located[fi]
+                            .diag(
+                                Severity::Warning,
+                                format!("backend domain `{be}` is not among the files checked; make sure it exists and has driver_domain = 1{hint}"),
+                                span,
+                            )
+                            .with_code(UNKNOWN_BACKEND),
+                    );
+                }
+                Some(&bi) if !files[bi].config.is_driver_domain() => {
+                    out[fi].push(located[fi].diag(
+                        Severity::Warning,
+                        format!(
+                            "backend domain `{be}` ({}) does not set driver_domain = 1",
+                            files[bi].file
+                        ),
+                        span,
+                    ))
+                }
                 Some(_) => {}
             }
         }

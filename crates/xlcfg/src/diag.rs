@@ -44,6 +44,25 @@ pub enum Kind {
     Topology,
 }
 
+impl Kind {
+    /// The code a diagnostic of this kind carries unless its check names
+    /// a more precise one (`XLCFG-UNKNOWN-KEY`): stable, for scripts.
+    pub fn default_code(self) -> &'static str {
+        match self {
+            Kind::Lexical => "XLCFG-LEXICAL",
+            Kind::Syntax => "XLCFG-SYNTAX",
+            Kind::Escape => "XLCFG-ESCAPE",
+            Kind::TypeMismatch => "XLCFG-TYPE-MISMATCH",
+            Kind::Value => "XLCFG-VALUE",
+            Kind::Device => "XLCFG-DEVICE",
+            Kind::Domain => "XLCFG-DOMAIN",
+            Kind::Sanity => "XLCFG-SANITY",
+            Kind::Quirk => "XLCFG-QUIRK",
+            Kind::Topology => "TOPO",
+        }
+    }
+}
+
 /// One error or warning, with its position in a source file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -65,8 +84,9 @@ pub struct Diagnostic {
     /// (`near `…'`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near: Option<Box<str>>,
-    /// A stable code naming the check (`TOPO-UNKNOWN-KEY`), for scripts
-    /// and documentation; shown as `error[CODE]: ...`.
+    /// A stable code naming the check (`TOPO-UNKNOWN-KEY`,
+    /// `XLCFG-UNKNOWN-KEY`; by default the kind's [`Kind::default_code`]),
+    /// for scripts and documentation; shown as `error[CODE]: ...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
 }
@@ -92,7 +112,7 @@ impl Diagnostic {
             column,
             span: start..span.end.clamp(start, source.len()),
             near: None,
-            code: None,
+            code: Some(kind.default_code()),
         }
     }
 
@@ -112,7 +132,7 @@ impl Diagnostic {
             column: 0,
             span: 0..0,
             near: None,
-            code: None,
+            code: Some(kind.default_code()),
         }
     }
 
@@ -247,7 +267,7 @@ impl<'a> Locator<'a> {
             column,
             span: start..span.end.clamp(start, self.src.len()),
             near: None,
-            code: None,
+            code: Some(kind.default_code()),
         }
     }
 }

@@ -423,6 +423,21 @@ impl DomainConfig {
         match interpret(&mut cx) {
             Ok(config) => {
                 for key in settings.keys() {
+                    if !crate::keys::is_known_key(key) {
+                        let span = settings
+                            .get(key)
+                            .and_then(|s| s.origin.as_ref())
+                            .map(|o| o.span.start..o.span.start + key.len());
+                        let d = cx
+                            .diag_at(
+                                Severity::Warning,
+                                Kind::Domain,
+                                crate::keys::unknown_key_message(key),
+                                span,
+                            )
+                            .with_code(crate::keys::UNKNOWN_KEY);
+                        cx.diags.push(d);
+                    }
                     if let Some(s) = settings.get(key) {
                         if s.assignments > 1 && s.op == crate::document::Op::Assign {
                             cx.warn_key(

@@ -32,13 +32,14 @@ mod document;
 mod domain;
 mod error;
 mod format;
+pub mod keys;
 mod lexer;
 mod parser;
 mod pci;
 mod settings;
 mod vif;
 
-pub use check::{CheckedFile, cross_check};
+pub use check::{CheckedFile, UNKNOWN_BACKEND, cross_check};
 pub use diag::{Diagnostic, Kind, Severity, render_all};
 pub use disk::{DiskBackend, DiskFormat, DiskParse, DiskSpec, DiskSpecification};
 pub use document::{Document, Entry, Op, Origin, Parsed, Piece, Value, quote};

@@ -139,7 +139,23 @@ impl<'a> Parser<'a> {
                         );
                     } else {
                         let check = line as i64 + i64::from(ate_newline);
-                        self.report_lexical_at(span, check, Kind::Lexical, "lexical error");
+                        // A quote the lexer could not match is a string
+                        // left open: say so (xl only says "lexical error").
+                        let open_quote = matches!(self.src.get(span.start), Some(b'"' | b'\''));
+                        let before = self.diags.len();
+                        if open_quote {
+                            self.report_lexical_at(
+                                span,
+                                check,
+                                Kind::Lexical,
+                                "unterminated string: the quote is not closed on this line (xl: lexical error)",
+                            );
+                            if let Some(d) = self.diags.get_mut(before) {
+                                d.code = Some("XLCFG-UNTERMINATED-STRING");
+                            }
+                        } else {
+                            self.report_lexical_at(span, check, Kind::Lexical, "lexical error");
+                        }
                     }
                 }
                 Event::EscapeError { span, line, message } => {

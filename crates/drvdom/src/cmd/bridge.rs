@@ -13,12 +13,14 @@ use topology::observe::{domid_of, list_domids};
 use xenbus::{BackendPath, XenbusState};
 use xenstore::{AsyncClient, DomId};
 
-use super::{host, usage_error};
+use super::host;
+use super::output::{self, not_found, paint, schema};
 
 /// `drvdom bridge` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum BridgeCmd {
-    /// List bridges and their ports, with guest names and vif states.
+    /// List bridges and their ports, with guest names and vif states;
+    /// exit 1 when a vif port is not Connected with hotplug connected.
     Show {
         /// The driver domain (from dom0); default: every driver domain, or
         /// this domain when run inside one.
@@ -111,9 +113,19 @@ async fn show(
         let xs = h.xenstore().clone();
         match &domain {
             Some(d) => {
-                let id = domid_of(&xs, d).await?.ok_or_else(|| {
-                    usage_error(format!("no running domain {d:?} on {}", h.describe()))
-                })?;
+                let Some(id) = domid_of(&xs, d).await? else {
+                    let known: Vec<String> = super::vif::driver_domains(&h)
+                        .await?
+                        .into_iter()
+                        .map(|(_, n)| n)
+                        .collect();
+                    return Err(not_found(
+                        &format!("driver domain on {}", h.describe()),
+                        d,
+                        &known,
+                        "",
+                    ));
+                };
                 (xs, vec![(id, d.clone())])
             }
             None => {
@@ -153,9 +165,41 @@ async fn show(
             });
         }
     }
+    let problems: Vec<String> = rows
+        .iter()
+        .flat_map(|b| {
+            b.ports.iter().filter_map(move |p| {
+                p.devid?;
+                let ok = p.backend_state.as_deref() == Some("Connected")
+                    && p.hotplug_status.as_deref() == Some("connected");
+                (!ok).then(|| {
+                    format!(
+                        "{} port {} ({}): backend {}, hotplug {}",
+                        b.bridge,
+                        p.port,
+                        p.guest.as_deref().unwrap_or("-"),
+                        p.backend_state.as_deref().unwrap_or("-"),
+                        p.hotplug_status.as_deref().unwrap_or("-")
+                    )
+                })
+            })
+        })
+        .collect();
+    let code = if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::exit::FAILED)
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
+        output::print_json(
+            schema::BRIDGE_SHOW,
+            &serde_json::json!({
+                "bridges": rows,
+                "healthy": problems.is_empty(),
+                "problems": problems,
+            }),
+        )?;
+        return Ok(code);
     }
     println!(
         "{:<10} {:<12} {:<16} {:<10} {:<12} hotplug",
@@ -185,7 +229,10 @@ async fn show(
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    for p in &problems {
+        println!("{}: {p}", paint("FAIL"));
+    }
+    Ok(code)
 }
 
 async fn port_row(c: &AsyncClient, me: DomId, p: &xenbus::agent::PortRecord) -> PortRow {

@@ -1,14 +1,18 @@
-//! `drvdom doctor`: is this host ready for driver domains? Each check says
-//! PASS, WARN, FAIL or SKIP, what it found and, unless it passed, one
+//! `drvdom doctor`: is this host ready for driver domains? First a verdict
+//! line (is this Xen, is it dom0, is xenstore reachable), then each check
+//! says PASS, WARN, FAIL or SKIP, what it found and, unless it passed, one
 //! sentence saying how to fix it. Check groups: `pci` (IOMMU, pciback,
-//! reset, IOMMU groups) and `xenstore` (server reachable, quotas large
-//! enough for a driver domain's vifs).
+//! reset, IOMMU groups, the management NIC) and `xenstore` (server
+//! reachable — a FAIL on a Xen dom0 —, quotas large enough for a driver
+//! domain's vifs). Every check has a stable id (`pci/iommu`,
+//! `xenstore/reachable`, ...).
 
 use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::pci::{ModulesOpts, SysfsOpts, lib_err, parse_bdfs};
+use super::output::{self, paint, schema};
+use super::pci::{ModulesOpts, ProcOpts, SysfsOpts, lib_err, parse_bdfs};
 
 /// `drvdom doctor` arguments.
 #[derive(clap::Args, Debug)]
@@ -23,6 +27,17 @@ pub struct DoctorArgs {
     pub sysfs: SysfsOpts,
     #[command(flatten)]
     pub modules: ModulesOpts,
+    #[command(flatten)]
+    pub proc_: ProcOpts,
+    /// Where Xen's /proc/xen is (a fixture directory in tests).
+    #[arg(
+        long,
+        env = "DRVDOM_PROC_XEN",
+        default_value = "/proc/xen",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub proc_xen: std::path::PathBuf,
     /// Run only these check groups (repeatable): pci, xenstore.
     #[arg(long = "only", value_name = "GROUP", value_parser = ["pci", "xenstore"])]
     pub only: Vec<String>,
@@ -60,6 +75,8 @@ impl Status {
 /// One check, from any group.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// Stable id: `<group>/<check>` (`pci/reset/0000:03:00.0`).
+    pub id: String,
     /// The group (`pci`, later `xenstore`, `netback`, ...).
     pub group: &'static str,
     /// Short name.
@@ -83,6 +100,7 @@ fn pci_checks(args: &DoctorArgs) -> anyhow::Result<Vec<Check>> {
     Ok(checks
         .into_iter()
         .map(|c| Check {
+            id: format!("pci/{}", c.name.replace(' ', "/")),
             group: "pci",
             name: c.name,
             status: match c.status {
@@ -107,8 +125,9 @@ const NODES_PER_VIF: u32 = 32;
 
 /// The xenstore checks: is a server reachable, and do its per-domain node
 /// quota let one driver domain serve `vifs` vifs?
-fn xenstore_checks(vifs: u32) -> Vec<Check> {
+fn xenstore_checks(vifs: u32, host: &Verdict) -> Vec<Check> {
     let check = |name: &str, status, detail: String, fix: Option<&str>| Check {
+        id: format!("xenstore/{name}"),
         group: "xenstore",
         name: name.to_string(),
         status,
@@ -119,18 +138,27 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
     let client = match xenstore::Client::connect_default() {
         Ok(c) => c,
         Err(e) => {
+            // On a Xen dom0 nothing works without it; elsewhere there is
+            // nothing to check.
+            let status = if host.dom0 {
+                Status::Fail
+            } else {
+                Status::Skip
+            };
             return vec![check(
-                "xenstore",
-                Status::Skip,
-                format!("no xenstore server reachable ({e})"),
-                Some(
-                    "On a Xen host start xenstored in dom0 (systemctl start xenstored); elsewhere set XENSTORED_PATH.",
-                ),
+                "reachable",
+                status,
+                format!("no xenstore server reachable at {} ({e})", where_.display()),
+                Some(if host.dom0 {
+                    "Start xenstored in dom0: systemctl start xenstored (Debian: xen-utils-common)."
+                } else {
+                    "On a Xen dom0 start xenstored (systemctl start xenstored); elsewhere set XENSTORED_PATH."
+                }),
             )];
         }
     };
     let mut out = vec![check(
-        "xenstore",
+        "reachable",
         Status::Pass,
         format!("server reachable ({})", where_.display()),
         None,
@@ -147,7 +175,7 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
     });
     out.push(match nodes {
         Some(n) if n / NODES_PER_VIF >= vifs => check(
-            "xenstore-quota",
+            "quota",
             Status::Pass,
             format!(
                 "{n} nodes per domain: room for about {} vifs per driver domain ({NODES_PER_VIF} nodes each)",
@@ -156,7 +184,7 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
             None,
         ),
         Some(n) => check(
-            "xenstore-quota",
+            "quota",
             Status::Warn,
             format!(
                 "{n} nodes per domain: room for only about {} vifs per driver domain ({NODES_PER_VIF} nodes each), {vifs} wanted",
@@ -168,7 +196,7 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
             )),
         ),
         None => check(
-            "xenstore-quota",
+            "quota",
             Status::Skip,
             match quota {
                 Ok(_) => "the server did not report its node quota".to_string(),
@@ -180,35 +208,123 @@ fn xenstore_checks(vifs: u32) -> Vec<Check> {
     out
 }
 
+/// What kind of host this is: the first line of `doctor`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `/proc/xen` exists (a Xen domain).
+    pub xen: bool,
+    /// `/proc/xen/capabilities` lists `control_d` (dom0).
+    pub dom0: bool,
+    /// A xenstore server answered.
+    pub xenstore: bool,
+    /// One sentence.
+    pub summary: String,
+}
+
+fn verdict(proc_xen: &std::path::Path) -> Verdict {
+    let xen = proc_xen.is_dir();
+    let dom0 = std::fs::read_to_string(proc_xen.join("capabilities")).is_ok_and(|c| {
+        c.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_')
+            .any(|w| w == "control_d")
+    });
+    let xenstore = xenstore::Client::connect_default().is_ok();
+    let summary = match (xen, dom0, xenstore) {
+        (false, _, false) => format!(
+            "this is not a Xen host (no {}): passthrough checks only; on a lab use --lab NAME",
+            proc_xen.display()
+        ),
+        (false, _, true) => format!(
+            "this is not a Xen host (no {}), but a xenstore server answers (XENSTORED_PATH)",
+            proc_xen.display()
+        ),
+        (true, true, true) => "Xen dom0, xenstore reachable".to_string(),
+        (true, true, false) => "Xen dom0, but xenstore is NOT reachable".to_string(),
+        (true, false, true) => {
+            "a Xen domain but not dom0 (a driver domain or guest); xenstore reachable".to_string()
+        }
+        (true, false, false) => "a Xen domain but not dom0; xenstore not reachable".to_string(),
+    };
+    Verdict {
+        xen,
+        dom0,
+        xenstore,
+        summary,
+    }
+}
+
+/// The management NIC check: the NIC carrying dom0's default route must
+/// stay in dom0.
+fn mgmt_checks(args: &DoctorArgs) -> Vec<Check> {
+    let fs = pci::Sysfs::new(&args.sysfs.sysfs_root);
+    let found = pci::management_nics(&fs, &args.proc_.net());
+    let check = |status, detail: String, fix: Option<&str>| Check {
+        id: "pci/management-nic".to_string(),
+        group: "pci",
+        name: "management-nic".to_string(),
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+    };
+    if found.is_empty() {
+        return vec![check(
+            Status::Pass,
+            "no PCI NIC carries dom0's default route".to_string(),
+            None,
+        )];
+    }
+    found
+        .iter()
+        .map(|m| {
+            check(
+                Status::Warn,
+                m.warning(),
+                Some("Keep this NIC in dom0: pass another NIC to the driver domain (drvdom pci assign refuses it without --force)."),
+            )
+        })
+        .collect()
+}
+
 /// Run `drvdom doctor`: exit 0 if nothing failed, 1 otherwise.
 #[allow(clippy::print_stdout)] // the command's output
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let wants = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
+    let host = verdict(&args.proc_xen);
     let mut checks = Vec::new();
     if wants("pci") {
         checks.extend(pci_checks(&args)?);
+        checks.extend(mgmt_checks(&args));
     }
     if wants("xenstore") {
-        checks.extend(xenstore_checks(args.vifs));
+        checks.extend(xenstore_checks(args.vifs, &host));
     }
 
     let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
     let failed = count(Status::Fail) > 0;
     if args.json {
-        let v = serde_json::json!({
-            "checks": checks,
-            "summary": {
-                "pass": count(Status::Pass),
-                "warn": count(Status::Warn),
-                "fail": count(Status::Fail),
-                "skip": count(Status::Skip),
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        output::print_json(
+            schema::DOCTOR,
+            &serde_json::json!({
+                "host": host,
+                "checks": checks,
+                "summary": {
+                    "pass": count(Status::Pass),
+                    "warn": count(Status::Warn),
+                    "fail": count(Status::Fail),
+                    "skip": count(Status::Skip),
+                },
+                "ok": !failed,
+            }),
+        )?;
     } else {
+        println!("host: {}", host.summary);
         let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &checks {
-            println!("{}  {:width$}  {}", c.status.label(), c.name, c.detail);
+            println!(
+                "{}  {:width$}  {}",
+                paint(c.status.label()),
+                c.name,
+                c.detail
+            );
             if let Some(f) = &c.fix {
                 println!("      {:width$}  fix: {f}", "");
             }

@@ -13,7 +13,7 @@ use topology::{
 use xenstore::{AsyncClient, DomId};
 use xentypes::Bdf;
 
-use super::usage_error;
+use super::output::{Code, cli_error, cli_error_with, not_found};
 
 /// The real host or a simulated one.
 #[derive(Debug)]
@@ -24,20 +24,52 @@ pub enum AnyHost {
     Sim(Box<sim::SimHost>),
 }
 
+/// The off-Xen message: what to do when the real host is not Xen.
+pub const NOT_XEN: &str = "this is not a Xen host (no /proc/xen): on a lab use --lab NAME";
+
+/// True when a real-host command can expect a xenstore: `/proc/xen`
+/// exists, or `XENSTORED_PATH` names a server (tests, a driver domain).
+pub fn xen_reachable() -> bool {
+    std::path::Path::new("/proc/xen").exists()
+        || std::env::var_os("XENSTORED_PATH").is_some_and(|v| !v.is_empty())
+}
+
+/// The labs that exist under the run root (sorted).
+pub fn known_labs() -> Vec<String> {
+    sim::lab::list(&sim::lab::run_root())
+        .into_iter()
+        .filter(sim::lab::LabSummary::exists)
+        .map(|l| l.name)
+        .collect()
+}
+
+/// "no lab NAME" with the running labs listed.
+pub fn no_such_lab(name: &str) -> anyhow::Error {
+    not_found(
+        "running lab",
+        name,
+        &known_labs(),
+        &format!("start one with `drvdom lab up --detach --lab {name}`"),
+    )
+}
+
 /// Open the host the command line names.
 pub async fn open(lab: Option<&str>) -> anyhow::Result<AnyHost> {
     match lab {
-        None => Ok(AnyHost::Real(
-            RealHost::open(RealHostConfig::default())
-                .await
-                .context("open the real host (use --lab NAME for a simulated one)")?,
-        )),
+        None => {
+            if !xen_reachable() {
+                return Err(cli_error(Code::NotXen, NOT_XEN));
+            }
+            Ok(AnyHost::Real(
+                RealHost::open(RealHostConfig::default())
+                    .await
+                    .context("open the real host (use --lab NAME for a simulated one)")?,
+            ))
+        }
         Some(name) => {
             let root = sim::lab::run_root();
-            if !sim::lab::exists(&root, name) {
-                return Err(usage_error(format!(
-                    "no lab {name:?} is running (start one with `drvdom lab up --detach --lab {name}`)"
-                )));
+            if sim::lab::state::check_name(name).is_err() || !sim::lab::exists(&root, name) {
+                return Err(no_such_lab(name));
             }
             Ok(AnyHost::Sim(Box::new(
                 sim::SimHost::open(name, &root)
@@ -140,21 +172,20 @@ pub fn load(path: &Path, real: bool, json: bool) -> anyhow::Result<topology::Loa
             diagnostics,
         }) => {
             let n = diagnostics.iter().filter(|d| d.is_error()).count();
-            #[allow(clippy::print_stderr, clippy::print_stdout)] // the diagnostics
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": format!("{file}: {n} error(s)"), "diagnostics": diagnostics })
-                );
-            } else {
-                eprint!(
-                    "{}",
-                    xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
-                );
+            if !json {
+                #[allow(clippy::print_stderr)] // the diagnostics, with carets
+                {
+                    eprint!(
+                        "{}",
+                        xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
+                    );
+                }
             }
-            Err(usage_error(format!(
-                "{file}: {n} error(s) in the host file; nothing was changed"
-            )))
+            Err(cli_error_with(
+                Code::InvalidFile,
+                format!("{file}: {n} error(s) in the host file; nothing was changed"),
+                serde_json::json!({ "diagnostics": diagnostics }),
+            ))
         }
         Err(e) => Err(anyhow::Error::new(e)),
     }

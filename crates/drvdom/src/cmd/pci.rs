@@ -11,6 +11,7 @@ use pci::{
     Sysfs,
 };
 
+use super::output::{self, Code, cli_error, schema};
 use super::usage_error;
 
 /// Where sysfs is.
@@ -51,6 +52,27 @@ impl ModulesOpts {
     /// The directory given, else the running kernel's.
     pub fn dir(&self) -> Option<PathBuf> {
         self.modules_dir.clone().or_else(pci::running_modules_dir)
+    }
+}
+
+/// Where procfs is (dom0's routes: which NIC is the management NIC).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProcOpts {
+    /// Root of the procfs tree (a fixture directory in tests).
+    #[arg(
+        long,
+        env = "DRVDOM_PROC_ROOT",
+        default_value = "/proc",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub proc_root: PathBuf,
+}
+
+impl ProcOpts {
+    /// Interfaces, addresses and default routes, now.
+    pub fn net(&self) -> NetSnapshot {
+        NetSnapshot::capture(&self.proc_root)
     }
 }
 
@@ -107,7 +129,8 @@ pub enum PciCmd {
         /// Let the guest write the device's config space (pciback permissive).
         #[arg(long)]
         permissive: bool,
-        /// Assign even if dom0 uses the device or no IOMMU is enabled.
+        /// Assign even if dom0 uses the device (e.g. the management NIC,
+        /// which carries dom0's default route) or no IOMMU is enabled.
         #[arg(long)]
         force: bool,
         /// Machine-readable output.
@@ -117,6 +140,8 @@ pub enum PciCmd {
         sysfs: SysfsOpts,
         #[command(flatten)]
         state: StateOpts,
+        #[command(flatten)]
+        proc_: ProcOpts,
     },
     /// Give devices back to dom0: unbind pciback, rebind the original driver.
     Release {
@@ -143,6 +168,11 @@ pub enum PciCmd {
         sysfs: SysfsOpts,
     },
     /// Print the boot parameters that hide devices from dom0 at boot.
+    ///
+    /// Each device must exist. Without --builtin or --module the form is
+    /// detected (modules.builtin, the loaded module); when it cannot be
+    /// told, both forms are printed with the reason. A device carrying
+    /// dom0's default route (the management NIC) gets a warning.
     Cmdline {
         /// The devices.
         #[arg(required = true, value_name = "BDF")]
@@ -163,6 +193,8 @@ pub enum PciCmd {
         sysfs: SysfsOpts,
         #[command(flatten)]
         modules: ModulesOpts,
+        #[command(flatten)]
+        proc_: ProcOpts,
     },
 }
 
@@ -204,12 +236,14 @@ pub fn run(cmd: PciCmd) -> anyhow::Result<ExitCode> {
             json,
             sysfs,
             state,
+            proc_,
         } => assign(
             &parse_bdfs(&bdfs)?,
             AssignOptions::new(permissive, force),
             json,
             &sysfs,
             &state,
+            &proc_,
         ),
         PciCmd::Release {
             bdfs,
@@ -227,6 +261,7 @@ pub fn run(cmd: PciCmd) -> anyhow::Result<ExitCode> {
             json,
             sysfs,
             modules,
+            proc_,
         } => {
             let kind = match (builtin, module) {
                 (true, _) => Some(PcibackKind::Builtin),
@@ -240,6 +275,7 @@ pub fn run(cmd: PciCmd) -> anyhow::Result<ExitCode> {
                 json,
                 &sysfs,
                 &modules,
+                &proc_,
             )
         }
     }
@@ -247,15 +283,6 @@ pub fn run(cmd: PciCmd) -> anyhow::Result<ExitCode> {
 
 fn sources(modules: &ModulesOpts) -> InfoSources {
     InfoSources::load(modules.dir().as_deref(), Path::new("/proc"))
-}
-
-#[allow(clippy::print_stdout)] // the command's output
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).context("encode JSON")?
-    );
-    Ok(())
 }
 
 fn id_line(d: &PciDevice) -> String {
@@ -293,7 +320,7 @@ fn list(
         .filter(|d| class == ClassFilter::All || d.is_network())
         .collect();
     if json {
-        print_json(&devs)?;
+        output::print_json(schema::PCI_LIST, &serde_json::json!({ "devices": devs }))?;
         return Ok(ExitCode::SUCCESS);
     }
     for d in &devs {
@@ -332,7 +359,7 @@ fn show(
         .device_info(bdf, &sources(modules))
         .map_err(lib_err)?;
     if json {
-        print_json(&d)?;
+        output::print_json(schema::PCI_SHOW, &d)?;
         return Ok(ExitCode::SUCCESS);
     }
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_string());
@@ -417,20 +444,43 @@ fn assign(
     json: bool,
     sysfs: &SysfsOpts,
     state: &StateOpts,
+    proc_: &ProcOpts,
 ) -> anyhow::Result<ExitCode> {
     let fs = sysfs.sysfs();
+    let net = proc_.net();
+    // The management NIC: refused without --force (before anything).
+    let mut mgmt_warnings = Vec::new();
+    if let Some(m) = pci::management_nic_among(&fs, &net, bdfs) {
+        if !opts.force {
+            return Err(cli_error(
+                Code::Invalid,
+                format!(
+                    "{}; not assigned (use --force to assign it anyway)",
+                    m.warning()
+                ),
+            ));
+        }
+        mgmt_warnings.push((
+            m.bdf,
+            format!("{}; assigned anyway because of --force", m.warning()),
+        ));
+    }
     // xenstore /libxl/pci/<bdf>/driver_path (as xl) when reachable, plus
     // the local state file.
     let record = super::pci_record::DriverStore::open(&state.state_dir);
     let pb = Pciback::new(&fs, &record);
-    let net = NetSnapshot::capture(Path::new("/proc"));
     let iommu = pci::checks::iommu_status(&fs, sysfs.xl_info().as_deref());
     let mut outcomes = Vec::new();
     for &b in bdfs {
-        let out = pb
+        let mut out = pb
             .assign(b, opts, &net, &iommu)
             .map_err(lib_err)
             .with_context(|| format!("assign {b} to pciback"))?;
+        for (mb, w) in &mgmt_warnings {
+            if *mb == b {
+                out.warnings.insert(0, w.clone());
+            }
+        }
         if !json {
             for w in &out.warnings {
                 eprintln!("warning: {b}: {w}");
@@ -460,7 +510,10 @@ fn assign(
         }
     }
     if json {
-        print_json(&outcomes)?;
+        output::print_json(
+            schema::PCI_ASSIGN,
+            &serde_json::json!({ "devices": outcomes }),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -528,7 +581,10 @@ fn release(
         outcomes.push(out);
     }
     if json {
-        print_json(&outcomes)?;
+        output::print_json(
+            schema::PCI_RELEASE,
+            &serde_json::json!({ "devices": outcomes }),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -539,7 +595,7 @@ fn assignable(json: bool, sysfs: &SysfsOpts) -> anyhow::Result<ExitCode> {
     let record = StateFile::in_dir(Path::new(pci::DEFAULT_STATE_DIR));
     let v = Pciback::new(&fs, &record).assignable().map_err(lib_err)?;
     if json {
-        print_json(&v)?;
+        output::print_json(schema::PCI_ASSIGNABLE, &serde_json::json!({ "devices": v }))?;
     } else {
         for b in v {
             println!("{b}");
@@ -548,7 +604,7 @@ fn assignable(json: bool, sysfs: &SysfsOpts) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::print_stdout)] // the command's output
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the command's output and warnings
 fn cmdline(
     bdfs: &[Bdf],
     permissive: bool,
@@ -556,38 +612,110 @@ fn cmdline(
     json: bool,
     sysfs: &SysfsOpts,
     modules: &ModulesOpts,
+    proc_: &ProcOpts,
 ) -> anyhow::Result<ExitCode> {
-    let det = bootparams::detect(&sysfs.sysfs(), modules.dir().as_deref());
-    let (kind, why) = match (kind, det.kind) {
-        (Some(k), _) => (k, "as requested".to_string()),
-        (None, Some(k)) => (k, det.evidence.clone()),
-        (None, None) => {
-            return Err(usage_error(format!(
-                "cannot tell whether xen-pciback is built in or a module ({}); pass --builtin or --module",
+    let fs = sysfs.sysfs();
+    // A hide= line for a device that does not exist hides nothing.
+    let missing: Vec<String> = bdfs
+        .iter()
+        .filter(|b| !fs.device_dir(**b).exists())
+        .map(ToString::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(output::cli_error_with(
+            Code::NotFound,
+            format!(
+                "no PCI device {} in {} (see `drvdom pci list --class network`)",
+                missing.join(", "),
+                fs.devices_dir().display()
+            ),
+            serde_json::json!({ "missing": missing }),
+        ));
+    }
+    let warnings: Vec<String> = pci::management_nics(&fs, &proc_.net())
+        .into_iter()
+        .filter(|m| bdfs.contains(&m.bdf))
+        .map(|m| m.warning())
+        .collect();
+    let det = bootparams::detect(&fs, modules.dir().as_deref());
+    let (kinds, why) = match (kind, det.kind) {
+        (Some(k), _) => (vec![k], "as requested".to_string()),
+        (None, Some(k)) => (vec![k], det.evidence.clone()),
+        (None, None) => (
+            vec![PcibackKind::Builtin, PcibackKind::Module],
+            format!(
+                "cannot tell whether xen-pciback is built in or a module ({}); \
+                 both forms follow, use the one that fits or pass --builtin/--module",
                 det.evidence
-            )));
-        }
+            ),
+        ),
     };
-    let p = bootparams::boot_params(bdfs, permissive, kind);
+    let params: Vec<_> = kinds
+        .iter()
+        .map(|k| bootparams::boot_params(bdfs, permissive, *k))
+        .collect();
     if json {
-        print_json(&serde_json::json!({ "detection": det, "why": why, "params": p }))?;
+        output::print_json(
+            schema::PCI_CMDLINE,
+            &serde_json::json!({
+                "detection": det,
+                "why": why,
+                "params": params,
+                "warnings": warnings,
+            }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    match kind {
-        PcibackKind::Builtin => {
-            println!("# xen-pciback is built into the kernel ({why}).");
-            println!(
-                "# Add to the dom0 kernel command line (e.g. GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub):"
-            );
-            println!("{}", p.kernel_cmdline.unwrap_or_default());
+    for w in &warnings {
+        eprintln!(
+            "{}: {w}",
+            output::paint_if(output::stderr_colour(), "warning")
+        );
+    }
+    if kinds.len() > 1 {
+        println!("# {why}.");
+    }
+    for (i, p) in params.into_iter().enumerate() {
+        if i > 0 {
+            println!();
         }
-        PcibackKind::Module => {
-            println!("# xen-pciback is a module ({why}).");
-            println!(
-                "# Put in /etc/modprobe.d/xen-pciback.conf, and load xen-pciback before the NIC driver (e.g. from the initramfs):"
-            );
-            print!("{}", p.modprobe_conf.unwrap_or_default());
+        let both = kinds.len() > 1;
+        match p.kind {
+            PcibackKind::Builtin => {
+                if !both {
+                    println!(
+                        "# xen-pciback is built into the kernel ({}).",
+                        self_why(&det, kind)
+                    );
+                } else {
+                    println!("# If xen-pciback is built into the kernel:");
+                }
+                println!(
+                    "# Add to the dom0 kernel command line (e.g. GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub):"
+                );
+                println!("{}", p.kernel_cmdline.unwrap_or_default());
+            }
+            PcibackKind::Module => {
+                if !both {
+                    println!("# xen-pciback is a module ({}).", self_why(&det, kind));
+                } else {
+                    println!("# If xen-pciback is a module:");
+                }
+                println!(
+                    "# Put in /etc/modprobe.d/xen-pciback.conf, and load xen-pciback before the NIC driver (e.g. from the initramfs):"
+                );
+                print!("{}", p.modprobe_conf.unwrap_or_default());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why one form was chosen: as requested, or the detection's evidence.
+fn self_why(det: &bootparams::Detection, asked: Option<PcibackKind>) -> String {
+    if asked.is_some() {
+        "as requested".to_string()
+    } else {
+        det.evidence.clone()
+    }
 }

@@ -19,6 +19,7 @@ use topology::show::{to_dot, to_libvirt, to_text, view};
 use topology::verify::{Status, verify};
 
 use super::host::{self, AnyHost};
+use super::output::{self, paint, schema};
 use super::usage_error;
 
 /// Arguments of plan/apply/destroy/verify.
@@ -99,8 +100,10 @@ pub fn run(which: Which, args: FileArgs, lab: Option<String>) -> anyhow::Result<
 #[allow(clippy::print_stdout)] // the command's report
 fn print_plan(p: &Planned, file: &Path, host: &AnyHost, json: bool, destroy: bool) {
     if json {
-        let j = serde_json::json!({ "actions": p.actions, "changes": p.actions.len() });
-        println!("{j}");
+        let _ = output::print_json(
+            schema::PLAN,
+            &serde_json::json!({ "actions": p.actions, "changes": p.actions.len() }),
+        );
         return;
     }
     if p.actions.is_empty() {
@@ -182,7 +185,7 @@ async fn do_apply(
             Progress::Finished { result, .. } if !json => {
                 println!(
                     "{} ({} ms): {}",
-                    if result.ok { "ok" } else { "FAILED" },
+                    paint(if result.ok { "ok" } else { "FAILED" }),
                     result.millis,
                     result.detail
                 );
@@ -208,15 +211,21 @@ async fn do_apply(
     };
     let remaining = after.as_ref().map(|a| a.actions.clone()).ok();
     if json {
-        let j = serde_json::json!({
-            "actions": report.results,
-            "changes": p.actions.len(),
-            "completed": report.completed,
-            "interrupted": report.interrupted,
-            "remaining": remaining,
-            "millis": started.elapsed().as_millis(),
-        });
-        println!("{j}");
+        output::print_json(
+            if destroy {
+                schema::DESTROY
+            } else {
+                schema::APPLY
+            },
+            &serde_json::json!({
+                "actions": report.results,
+                "changes": p.actions.len(),
+                "completed": report.completed,
+                "interrupted": report.interrupted,
+                "remaining": remaining,
+                "millis": started.elapsed().as_millis(),
+            }),
+        )?;
     }
     if let Some(f) = report.failure() {
         let idx = report.results.len();
@@ -278,8 +287,11 @@ pub fn run_verify(args: FileArgs, lab: Option<String>) -> anyhow::Result<ExitCod
                     Status::Fail => "FAIL",
                 };
                 println!(
-                    "{st} {:<18} {:<28} {} ({ms} ms)",
-                    c.check, c.target, c.detail
+                    "{} {:<18} {:<28} {} ({ms} ms)",
+                    paint(st),
+                    c.check,
+                    c.target,
+                    c.detail
                 );
             }
         };
@@ -287,12 +299,13 @@ pub fn run_verify(args: FileArgs, lab: Option<String>) -> anyhow::Result<ExitCod
             .await
             .with_context(|| format!("verify {}", args.file.display()))?;
         if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "checks": r.checks, "passed": r.passed, "failed": r.failed, "notes": r.notes,
-                })
-            );
+            output::print_json(
+                schema::VERIFY,
+                &serde_json::json!({
+                    "checks": r.checks, "passed": r.passed, "failed": r.failed,
+                    "notes": r.notes, "ok": r.ok(),
+                }),
+            )?;
         } else {
             for n in &r.notes {
                 println!("note: {n}");
@@ -332,7 +345,7 @@ pub fn run_show(args: ShowArgs, lab: Option<String>) -> anyhow::Result<ExitCode>
         let v = view(&obs, topo.as_ref());
         match args.format {
             Format::Text => print!("{}", to_text(&v)),
-            Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+            Format::Json => output::print_json(schema::SHOW, &v)?,
             Format::Dot => print!("{}", to_dot(&v)),
             Format::Svg => print!("{}", svg(&to_dot(&v))?),
             Format::Libvirt => {

@@ -112,7 +112,7 @@ impl TestLab {
         let mut args = vec!["lab", "up", "--detach", "--json", "--lab", &self.name];
         args.extend_from_slice(extra);
         let out = self.ok(&args);
-        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let v = fold(&out);
         assert_eq!(v["ok"], true, "lab up failed: {v:#}");
         v
     }
@@ -219,13 +219,62 @@ pub fn lab_pids(name: &str) -> Vec<i32> {
     sim::lab::procs_of(name)
 }
 
-/// No namespace, process or directory of lab `name` remains.
+/// No namespace, process or state of lab `name` remains: its directory
+/// is gone or holds only the kept logs.
 pub fn assert_no_leftovers(name: &str, dir: &Path) {
     let ns = sim::netns::list_with_prefix(&sim::netns::lab_prefix(name)).unwrap();
     assert!(ns.is_empty(), "namespaces left: {ns:?}");
     let pids = lab_pids(name);
     assert!(pids.is_empty(), "processes left: {pids:?}");
-    assert!(!dir.exists(), "lab directory left: {}", dir.display());
+    if dir.exists() {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["logs"],
+            "lab directory {} holds more than its logs",
+            dir.display()
+        );
+    }
+}
+
+/// Fold the JSON Lines of `lab up --json` (one `drvdom/lab-up-event/1`
+/// object per line) into one report: `actions`, `checks`, `exited`, and
+/// the `done` event's fields (`ok`, `passed`, `failed`, ...).
+pub fn fold(out: &str) -> serde_json::Value {
+    let mut actions = Vec::new();
+    let mut checks = Vec::new();
+    let mut exited = Vec::new();
+    let mut done = serde_json::Map::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let e: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        assert!(line.starts_with(r#"{"schema":"#), "schema first: {line}");
+        if e["schema"] == "drvdom/error/1" {
+            done.insert("ok".into(), false.into());
+            done.insert("error".into(), e["error"].clone());
+            continue;
+        }
+        assert_eq!(e["schema"], "drvdom/lab-up-event/1", "{line}");
+        match e["event"].as_str().unwrap_or("") {
+            "action" => actions.push(e),
+            "check" => checks.push(e),
+            "exited" => exited.push(e),
+            "done" => {
+                for (k, v) in e.as_object().unwrap() {
+                    done.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    done.insert("actions".into(), actions.into());
+    done.insert("checks".into(), checks.into());
+    done.insert("exited".into(), exited.into());
+    serde_json::Value::Object(done)
 }
 
 /// Poll helper with a generous default for the lab.

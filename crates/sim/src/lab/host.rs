@@ -33,6 +33,21 @@ pub struct StartConfig {
     pub agent_args: Vec<String>,
 }
 
+/// A child of the simulated host that exited ([`SimHost::take_exited`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Exited {
+    /// Its role (`agent-netdd`, `netfront-guest1`, ...).
+    pub role: String,
+    /// Its pid.
+    pub pid: u32,
+    /// How it ended (`exit status: 3`, `signal: 9 (SIGKILL)`).
+    pub status: String,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The last lines of its log.
+    pub tail: String,
+}
+
 /// A simulated Xen host. Cheap to share by reference; every change is
 /// recorded in the lab's state file before the next step.
 #[derive(Debug)]
@@ -76,8 +91,11 @@ impl SimHost {
                 source,
             })
         };
+        // Logs a previous lab of this name left (`lab down` keeps them)
+        // belong to that lab: start afresh.
+        let _ = std::fs::remove_dir_all(dir.join(state::LOG_DIR));
         mkdir(&dir)?;
-        for sub in ["sockets", "netns", "logs"] {
+        for sub in ["sockets", "netns", state::LOG_DIR] {
             mkdir(&dir.join(sub))?;
         }
         let ns = |d: &str| netns::ns_name(&cfg.name, d);
@@ -195,6 +213,34 @@ impl SimHost {
     /// Reap children that have exited (keeps `ps` free of zombies).
     pub fn reap(&self) {
         lock(&self.children).retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+    }
+
+    /// The children (started by this `SimHost`) that exited since the last
+    /// call, each with its role, exit status and the end of its log: what
+    /// `lab up` reports at once while it keeps a lab running.
+    pub fn take_exited(&self, log_lines: usize) -> Vec<Exited> {
+        let mut gone = Vec::new();
+        lock(&self.children).retain_mut(|c| match c.try_wait() {
+            Ok(Some(status)) => {
+                gone.push((c.id(), status));
+                false
+            }
+            _ => true,
+        });
+        let st = lock(&self.state);
+        gone.into_iter()
+            .map(|(pid, status)| {
+                let rec = st.procs.iter().find(|p| i64::from(p.pid) == i64::from(pid));
+                let log = rec.map(|r| r.log.clone()).unwrap_or_default();
+                Exited {
+                    role: rec.map_or_else(|| format!("pid {pid}"), |r| r.role.clone()),
+                    pid,
+                    status: status.to_string(),
+                    tail: procs::log_tail(&log, log_lines),
+                    log,
+                }
+            })
+            .collect()
     }
 
     /// Start a process of domain `domain` in namespace `ns` and record it.

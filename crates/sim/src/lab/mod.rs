@@ -37,8 +37,10 @@ mod wait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use host::{SimHost, StartConfig};
-pub use inspect::{DomainStatus, DownReport, ProcStatus, Status, VifStatus, down, status};
+pub use host::{Exited, SimHost, StartConfig};
+pub use inspect::{
+    DomainStatus, DownReport, LabSummary, ProcStatus, Status, VifStatus, down, list, purge, status,
+};
 pub use procs::{MARK_VAR, alive, belongs_to, find_binary, log_tail, marked as procs_of};
 pub use state::{Bins, DomainRec, LabState, NicPlace, NicRec, ProcRec, RUN_ROOT, Role};
 

@@ -12,6 +12,9 @@ use xentypes::Bdf;
 
 use crate::error::{Error, Result};
 
+/// The processes' logs, under a lab's directory (kept by `lab down`).
+pub const LOG_DIR: &str = "logs";
+
 /// Default root of lab directories.
 pub const RUN_ROOT: &str = "/run/drvdom/lab";
 
@@ -171,7 +174,7 @@ impl LabState {
 
     /// Directory of the processes' logs.
     pub fn log_dir(&self) -> PathBuf {
-        self.dir.join("logs")
+        self.dir.join(LOG_DIR)
     }
 
     /// Write it (atomically: temp file then rename).

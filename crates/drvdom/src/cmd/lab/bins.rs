@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use crate::cmd::output::{Code, cli_error, usage_error};
 use sim::lab::Bins;
 
 /// (binary, environment override, cargo package).
@@ -172,10 +174,9 @@ fn on_path(name: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
 }
 
-/// What the lab needs from the machine, checked before anything starts:
-/// root, and for `--legacy-scripts always` Xen's hotplug scripts and the
-/// tools they call. One line naming the fix, never a list of failures.
-pub fn check_machine(legacy_always: bool) -> anyhow::Result<()> {
+/// The lab's processes, namespaces and run directory need root: refuse
+/// early with a sentence saying so (`DRVDOM-NEEDS-ROOT`, exit 2).
+pub fn require_root(what: &str) -> anyhow::Result<()> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -185,11 +186,23 @@ pub fn check_machine(legacy_always: bool) -> anyhow::Result<()> {
         })
         .unwrap_or(false);
     if !root {
-        bail!(super::super::UsageError(
-            "the lab needs root (it makes network namespaces, bridges and veths): run it with sudo"
-                .into()
+        return Err(cli_error(
+            Code::NeedsRoot,
+            format!(
+                "{what} needs root (the lab makes network namespaces, bridges and veths \
+                 under {}): run it with sudo",
+                sim::lab::run_root().display()
+            ),
         ));
     }
+    Ok(())
+}
+
+/// What the lab needs from the machine, checked before anything starts:
+/// root, and for `--legacy-scripts always` Xen's hotplug scripts and the
+/// tools they call. One line naming the fix, never a list of failures.
+pub fn check_machine(legacy_always: bool) -> anyhow::Result<()> {
+    require_root("the lab")?;
     if legacy_always {
         let script = Path::new(xenbus::DEFAULT_VIF_SCRIPT);
         let mut need = Vec::new();
@@ -203,7 +216,7 @@ pub fn check_machine(legacy_always: bool) -> anyhow::Result<()> {
             need.push("iproute2");
         }
         if !need.is_empty() {
-            bail!(super::super::UsageError(format!(
+            return Err(usage_error(format!(
                 "--legacy-scripts always runs Debian's {} (which calls xenstore-write and ip): \
                  install them with `apt-get install {}`",
                 script.display(),

@@ -2,11 +2,16 @@
 //!
 //! `up` starts a simulated host, applies a host file to it with the
 //! toolstack (crate `topology`, the same code as on real Xen) and verifies
-//! it, printing each action and each PASS/FAIL check; `status` shows it as
-//! a tree, `exec` runs a command inside one of its domains, `restart`
-//! restarts one of its processes, `down` removes it.
+//! it, printing each action and each PASS/FAIL check (`--json`: one JSON
+//! line per step); `status` shows it as a tree (exit 1 if unhealthy),
+//! `list` lists labs, `exec` runs a command inside one of its domains,
+//! `restart` restarts one of its processes, `down` removes it and keeps
+//! its logs (`--purge` removes them). Every subcommand takes `--lab NAME`
+//! (`--name` is a hidden alias); every process the lab starts is watched,
+//! and an exit is reported at once with its status and its log's end.
 
 mod bins;
+mod report;
 
 use std::ffi::OsString;
 use std::ops::ControlFlow;
@@ -20,6 +25,7 @@ use topology::apply::{ActionResult, Progress};
 use topology::verify::{Check, Status as CheckStatus};
 use topology::{LoadOptions, Topology};
 
+use super::output::{self, Code, cli_error_with, paint, schema};
 use super::usage_error;
 
 /// Default lab name.
@@ -45,8 +51,8 @@ pub enum LabCmd {
         /// The seed scenario with this driver domain name.
         #[arg(long, value_name = "NAME")]
         driver_domain: Option<String>,
-        /// Lab name (namespaces are `drvdom-<name>-*`); same as the global --lab.
-        #[arg(long, value_name = "NAME")]
+        /// Hidden alias of the global --lab NAME.
+        #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
         /// Leave the lab running and return.
         #[arg(long, conflicts_with = "once")]
@@ -54,7 +60,8 @@ pub enum LabCmd {
         /// Tear the lab down right after the checks.
         #[arg(long)]
         once: bool,
-        /// Print the actions and checks as JSON.
+        /// Print one JSON object per line (JSON Lines) for each step:
+        /// start, every action, every check, child exits, done.
         #[arg(long)]
         json: bool,
         /// Agent policy for hotplug scripts: `non-default` (native hotplug
@@ -63,10 +70,12 @@ pub enum LabCmd {
         #[arg(long, value_name = "WHEN", value_parser = ["always", "never", "non-default"])]
         legacy_scripts: Option<String>,
     },
-    /// Show domains, NICs, devices, links and processes of a running lab.
+    /// Show domains, NICs, devices, links and processes of a running lab;
+    /// exit 1 when something is unhealthy (a dead process, a vif not
+    /// Connected), each problem listed.
     Status {
-        /// Lab name (same as the global --lab).
-        #[arg(long, value_name = "NAME")]
+        /// Hidden alias of the global --lab NAME.
+        #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -82,15 +91,27 @@ pub enum LabCmd {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         argv: Vec<OsString>,
-        /// Lab name (same as the global --lab).
-        #[arg(long, value_name = "NAME")]
+        /// Hidden alias of the global --lab NAME.
+        #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
     },
-    /// Remove every namespace, link and process of a lab (idempotent).
+    /// Remove every namespace, link and process of a lab; its processes'
+    /// logs are kept (the command says where) unless --purge. A lab that
+    /// does not exist is an error listing the known ones.
     Down {
-        /// Lab name (same as the global --lab).
-        #[arg(long, value_name = "NAME")]
+        /// Hidden alias of the global --lab NAME.
+        #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
+        /// Remove the logs too.
+        #[arg(long)]
+        purge: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List labs: running, orphaned (namespaces without a record) or down
+    /// with their logs kept.
+    List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -101,9 +122,12 @@ pub enum LabCmd {
     Restart {
         /// The process role, as `lab status` lists it.
         role: String,
-        /// Lab name (same as the global --lab).
-        #[arg(long, value_name = "NAME")]
+        /// Hidden alias of the global --lab NAME.
+        #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the built-in seed host file (a starting point for --topology).
     Seed {
@@ -148,6 +172,7 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             legacy_scripts,
         } => {
             let name = lab_name(name, global_lab)?;
+            bins::check_machine(legacy_scripts.as_deref() == Some("always"))?;
             let mode = if detach {
                 Mode::Detach
             } else if once {
@@ -155,8 +180,7 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             } else {
                 Mode::Foreground
             };
-            let (topo, file) = load_topology(topology, guests, driver_domain)?;
-            bins::check_machine(legacy_scripts.as_deref() == Some("always"))?;
+            let (topo, file) = load_topology(topology, guests, driver_domain, json)?;
             if lab::exists(&lab::run_root(), &name) {
                 return Err(usage_error(format!(
                     "lab {name:?} already exists; remove it with `drvdom lab down --lab {name}`"
@@ -179,16 +203,24 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
         }
         LabCmd::Status { name, json } => {
             let name = lab_name(name, global_lab)?;
-            runtime()?.block_on(status(name, json))
+            report::need_root("lab status")?;
+            runtime()?.block_on(report::status(name, json))
         }
-        LabCmd::Exec { domain, argv, name } => exec(lab_name(name, global_lab)?, &domain, &argv),
-        LabCmd::Down { name, json } => {
+        LabCmd::Exec { domain, argv, name } => {
             let name = lab_name(name, global_lab)?;
-            runtime()?.block_on(down(name, json))
+            report::need_root("lab exec")?;
+            exec(name, &domain, &argv)
         }
-        LabCmd::Restart { role, name } => {
+        LabCmd::Down { name, purge, json } => {
             let name = lab_name(name, global_lab)?;
-            runtime()?.block_on(restart(role, name))
+            report::need_root("lab down")?;
+            runtime()?.block_on(report::down(name, purge, json))
+        }
+        LabCmd::List { json } => report::list(json),
+        LabCmd::Restart { role, name, json } => {
+            let name = lab_name(name, global_lab)?;
+            report::need_root("lab restart")?;
+            runtime()?.block_on(report::restart(role, name, json))
         }
         LabCmd::Seed {
             guests,
@@ -243,6 +275,7 @@ fn load_topology(
     file: Option<PathBuf>,
     guests: Option<u16>,
     dd: Option<String>,
+    json: bool,
 ) -> anyhow::Result<(Topology, String)> {
     let opts = LoadOptions::new(false);
     let (loaded, label) = match &file {
@@ -253,18 +286,24 @@ fn load_topology(
                 diagnostics,
                 ..
             }) => {
-                #[allow(clippy::print_stderr)] // the diagnostics, with carets
-                {
-                    eprintln!(
-                        "{}",
-                        xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
-                    );
+                if !json {
+                    #[allow(clippy::print_stderr)] // the diagnostics, with carets
+                    {
+                        eprintln!(
+                            "{}",
+                            xlcfg::render_all(&diagnostics, Some(source_text.as_bytes()))
+                        );
+                    }
                 }
                 let n = diagnostics.iter().filter(|d| d.is_error()).count();
-                return Err(usage_error(format!(
-                    "{}: {n} error(s) in the host file; nothing was changed",
-                    path.display()
-                )));
+                return Err(cli_error_with(
+                    Code::InvalidFile,
+                    format!(
+                        "{}: {n} error(s) in the host file; nothing was changed",
+                        path.display()
+                    ),
+                    serde_json::json!({ "diagnostics": diagnostics }),
+                ));
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!("load {}", path.display())));
@@ -284,8 +323,10 @@ fn load_topology(
         }
     };
     #[allow(clippy::print_stderr)] // warnings about the user's file
-    for w in &loaded.warnings {
-        eprintln!("{}", w.render(Some(loaded.source.as_bytes())));
+    if !json {
+        for w in &loaded.warnings {
+            eprintln!("{}", w.render(Some(loaded.source.as_bytes())));
+        }
     }
     Ok((loaded.topology, label))
 }
@@ -333,7 +374,7 @@ struct Up {
 
 #[allow(clippy::print_stdout)] // the command's report
 fn print_action(r: &ActionResult) {
-    let mark = if r.ok { "ok  " } else { "FAIL" };
+    let mark = paint(if r.ok { "ok  " } else { "FAIL" });
     println!(
         "{mark}  {:<40} {:>6} ms  {}",
         describe(&r.action),
@@ -365,7 +406,13 @@ fn print_check(c: &Check) {
         CheckStatus::Pass => "PASS",
         CheckStatus::Fail => "FAIL",
     };
-    println!("{mark}  {:<18} {:<28} {}", c.check, c.target, c.detail);
+    println!(
+        "{}  {:<18} {:<28} {}",
+        paint(mark),
+        c.check,
+        c.target,
+        c.detail
+    );
 }
 
 impl Up {
@@ -395,6 +442,12 @@ impl Up {
                 self.file
             );
         }
+        if self.json {
+            event(
+                "start",
+                serde_json::json!({ "lab": name, "topology": self.file, "run_root": root }),
+            );
+        }
         let host = match SimHost::start(&cfg).await {
             Ok(h) => h,
             Err(e) => {
@@ -405,44 +458,48 @@ impl Up {
             }
         };
         let outcome = self.apply_and_verify(&host).await;
-        let (results, checks, ok) = match outcome {
+        let (checks, ok) = match outcome {
             Ok(v) => v,
             Err(e) => {
                 if self.mode != Mode::Detach {
                     host.reap();
-                    let _ = lab::down(&root, &name).await;
+                    if let Ok(rep) = lab::down(&root, &name).await {
+                        self.logs_kept(&name, rep.logs.as_deref());
+                    }
                 }
                 return Err(e.context(format!("lab {name} up")));
             }
         };
+        self.report_exits(&host);
         let elapsed = started.elapsed();
+        let passed = checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Pass)
+            .count();
+        let failed = checks.len() - passed;
         if self.json {
-            let passed = checks
-                .iter()
-                .filter(|c| c.status == CheckStatus::Pass)
-                .count();
-            let out = serde_json::json!({
-                "lab": name,
-                "ok": ok,
-                "millis": elapsed.as_millis(),
-                "topology": self.file,
-                "actions": results,
-                "checks": checks,
-                "passed": passed,
-                "failed": checks.len() - passed,
-            });
-            println!("{out}");
+            event(
+                "done",
+                serde_json::json!({
+                    "lab": name,
+                    "ok": ok,
+                    "millis": elapsed.as_millis(),
+                    "passed": passed,
+                    "failed": failed,
+                    "mode": match self.mode {
+                        Mode::Detach => "detach",
+                        Mode::Once => "once",
+                        Mode::Foreground => "foreground",
+                    },
+                }),
+            );
         } else {
-            let failed = checks
-                .iter()
-                .filter(|c| c.status == CheckStatus::Fail)
-                .count();
             let verdict = if ok {
-                format!("all {} checks PASS", checks.len())
+                format!("all {} checks {}", checks.len(), paint("PASS"))
             } else if failed > 0 {
-                format!("{failed} of {} checks FAILED", checks.len())
+                format!("{failed} of {} checks {}", checks.len(), paint("FAILED"))
             } else {
-                "apply FAILED".to_string()
+                format!("apply {}", paint("FAILED"))
             };
             println!("lab {name}: {verdict} in {:.2} s", elapsed.as_secs_f64());
         }
@@ -457,17 +514,26 @@ impl Up {
             }
             Mode::Once => {
                 host.reap();
-                lab::down(&root, &name).await.context("tear the lab down")?;
+                let rep = lab::down(&root, &name).await.context("tear the lab down")?;
+                self.logs_kept(&name, rep.logs.as_deref());
             }
             Mode::Foreground => {
                 if !self.json {
                     println!("lab {name} is up; Ctrl-C or SIGTERM tears it down");
                 }
                 if let Some(stop) = stop.as_mut() {
-                    stop.wait().await;
+                    // Watch the children while waiting: an exit is
+                    // reported at once, with the end of its log.
+                    loop {
+                        tokio::select! {
+                            _ = stop.wait() => break,
+                            _ = tokio::time::sleep(CHILD_POLL) => self.report_exits(&host),
+                        }
+                    }
                 }
                 host.reap();
-                lab::down(&root, &name).await.context("tear the lab down")?;
+                let rep = lab::down(&root, &name).await.context("tear the lab down")?;
+                self.logs_kept(&name, rep.logs.as_deref());
                 host.reap();
             }
         }
@@ -478,22 +544,62 @@ impl Up {
         })
     }
 
-    /// `plan` + `apply` + `verify`; (actions, checks, all ok).
+    /// Report children that exited (status and the end of their log).
     #[allow(clippy::print_stdout)] // the command's report
-    async fn apply_and_verify(
-        &self,
-        host: &SimHost,
-    ) -> anyhow::Result<(Vec<ActionResult>, Vec<Check>, bool)> {
+    fn report_exits(&self, host: &SimHost) {
+        for e in host.take_exited(LOG_LINES) {
+            if self.json {
+                event("exited", serde_json::to_value(&e).unwrap_or_default());
+            } else {
+                println!(
+                    "{}  {} (pid {}) exited ({}); last lines of {}:",
+                    paint("FAIL"),
+                    e.role,
+                    e.pid,
+                    e.status,
+                    e.log.display()
+                );
+                for l in e.tail.lines() {
+                    println!("      | {l}");
+                }
+            }
+        }
+    }
+
+    /// Say where the logs of a torn-down lab are.
+    #[allow(clippy::print_stdout)] // the command's report
+    fn logs_kept(&self, name: &str, logs: Option<&std::path::Path>) {
+        let Some(logs) = logs else { return };
+        if self.json {
+            event("down", serde_json::json!({ "lab": name, "logs": logs }));
+        } else {
+            println!(
+                "lab {name} torn down; logs kept in {} (`drvdom lab down --purge --lab {name}` removes them)",
+                logs.display()
+            );
+        }
+    }
+
+    /// `plan` + `apply` + `verify`; (checks, all ok).
+    #[allow(clippy::print_stdout)] // the command's report
+    async fn apply_and_verify(&self, host: &SimHost) -> anyhow::Result<(Vec<Check>, bool)> {
         let planned = topology::plan::plan(host, &self.topo)
             .await
             .context("plan")?;
         let json = self.json;
-        if !json {
+        if json {
+            event(
+                "plan",
+                serde_json::json!({ "actions": planned.actions, "changes": planned.actions.len() }),
+            );
+        } else {
             println!("apply: {} action(s)", planned.actions.len());
         }
         let mut progress = |p: Progress<'_>| {
             if let Progress::Finished { result, .. } = p {
-                if !json {
+                if json {
+                    event("action", serde_json::to_value(result).unwrap_or_default());
+                } else {
                     print_action(result);
                 }
             }
@@ -502,126 +608,51 @@ impl Up {
         let report =
             topology::apply::apply(host, &self.topo, &planned.actions, &mut progress).await;
         if !report.completed {
-            return Ok((report.results, Vec::new(), false));
+            return Ok((Vec::new(), false));
         }
         if !json {
             println!("verify:");
         }
         let mut on_check = |c: &Check| {
-            if !json {
+            if json {
+                event("check", serde_json::to_value(c).unwrap_or_default());
+            } else {
                 print_check(c);
             }
         };
         let v = topology::verify::verify(host, &self.topo, &mut on_check)
             .await
             .context("verify")?;
-        if !json {
-            for n in &v.notes {
-                println!("note  {n}");
+        for n in &v.notes {
+            if json {
+                event("note", serde_json::json!({ "note": n }));
+            } else {
+                println!("{}  {n}", paint("note"));
             }
         }
         let ok = v.ok();
-        Ok((report.results, v.checks, ok))
+        Ok((v.checks, ok))
     }
 }
 
-async fn open(name: &str) -> anyhow::Result<SimHost> {
-    let root = lab::run_root();
-    if !lab::exists(&root, name) {
-        return Err(usage_error(format!("no lab {name:?} is running")));
-    }
-    SimHost::open(name, &root)
-        .await
-        .with_context(|| format!("open lab {name}"))
-}
+/// How often a foreground `lab up` looks for exited children.
+const CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// Log lines shown with an exit.
+const LOG_LINES: usize = 10;
 
-#[allow(clippy::print_stdout)] // the command's report
-async fn status(name: String, json: bool) -> anyhow::Result<ExitCode> {
-    let host = open(&name).await?;
-    let st = lab::status(&host).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("lab {}", st.name);
-    println!("├─ processes");
-    for (i, p) in st.processes.iter().enumerate() {
-        let branch = if i + 1 == st.processes.len() {
-            "└─"
-        } else {
-            "├─"
-        };
-        let life = if p.alive { "running" } else { "DEAD" };
-        println!(
-            "│  {branch} {:<22} pid {:<8} {life}",
-            p.process.role, p.process.pid
-        );
-    }
-    println!("├─ NICs");
-    for (i, n) in st.nics.iter().enumerate() {
-        let branch = if i + 1 == st.nics.len() {
-            "└─"
-        } else {
-            "├─"
-        };
-        let place = match &n.place {
-            lab::NicPlace::Dom0 => "in dom0".to_string(),
-            lab::NicPlace::Pciback => "pciback".to_string(),
-            lab::NicPlace::Domain(d) => format!("passed through to {d}"),
-        };
-        println!("│  {branch} {} {} ({place})", n.bdf, n.ifname);
-    }
-    for (di, d) in st.domains.iter().enumerate() {
-        let last = di + 1 == st.domains.len();
-        let (branch, cont) = if last {
-            ("└─", "   ")
-        } else {
-            ("├─", "│  ")
-        };
-        let intro = if d.introduced {
-            ""
-        } else {
-            " (not introduced)"
-        };
-        println!(
-            "{branch} {} (domid {}, {:?}, netns {}){intro}",
-            d.domain.name, d.domain.domid, d.domain.role, d.domain.netns
-        );
-        let mut items: Vec<String> = Vec::new();
-        for v in &d.vifs {
-            items.push(format!(
-                "vif {} -> backend dom {}: frontend {}, backend {}, hotplug {}, mac {}, bridge {}",
-                v.devid,
-                v.backend
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|| "?".into()),
-                v.frontend_state.as_deref().unwrap_or("-"),
-                v.backend_state.as_deref().unwrap_or("-"),
-                v.hotplug_status.as_deref().unwrap_or("-"),
-                v.mac.as_deref().unwrap_or("-"),
-                v.bridge.as_deref().unwrap_or("-"),
-            ));
+/// One line of `lab up --json`: `{"schema":"drvdom/lab-up-event/1",
+/// "event": KIND, ...fields}`.
+fn event(kind: &str, fields: serde_json::Value) {
+    let mut m = match fields {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("value".into(), other);
+            m
         }
-        for l in &d.links {
-            let master = l
-                .master
-                .as_deref()
-                .map(|m| format!(" master {m}"))
-                .unwrap_or_default();
-            let kind = l.kind.as_deref().unwrap_or("link");
-            let up = if l.up { "up" } else { "down" };
-            items.push(format!("link {} ({kind}, {up}){master}", l.name));
-        }
-        for (i, it) in items.iter().enumerate() {
-            let b = if i + 1 == items.len() {
-                "└─"
-            } else {
-                "├─"
-            };
-            println!("{cont}{b} {it}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    m.insert("event".into(), kind.into());
+    let _ = output::print_json_line(schema::LAB_UP_EVENT, &m);
 }
 
 /// `lab exec`: replace this process with the command, inside the domain.
@@ -629,10 +660,18 @@ fn exec(name: String, domain: &str, argv: &[OsString]) -> anyhow::Result<ExitCod
     use std::os::unix::process::CommandExt;
     let root = lab::run_root();
     if !lab::exists(&root, &name) {
-        return Err(usage_error(format!("no lab {name:?} is running")));
+        return Err(super::host::no_such_lab(&name));
     }
     let st = lab::load(&root, &name)?;
-    let mut cmd = lab::exec_command(&st, domain, argv).map_err(|e| usage_error(e.to_string()))?;
+    let mut cmd = lab::exec_command(&st, domain, argv).map_err(|e| {
+        let mut known: Vec<String> = st.domains.iter().map(|d| d.name.clone()).collect();
+        known.push("outside".into());
+        cli_error_with(
+            Code::NotFound,
+            e.to_string(),
+            serde_json::json!({ "known": known }),
+        )
+    })?;
     let err = cmd.exec();
     Err(anyhow::Error::new(err).context(format!(
         "run {} in {domain}",
@@ -640,39 +679,6 @@ fn exec(name: String, domain: &str, argv: &[OsString]) -> anyhow::Result<ExitCod
             .map(|a| a.to_string_lossy())
             .unwrap_or_default()
     )))
-}
-
-#[allow(clippy::print_stdout)] // the command's report
-async fn restart(role: String, name: String) -> anyhow::Result<ExitCode> {
-    let host = open(&name).await?;
-    let (role, pid) = host
-        .restart(&role)
-        .await
-        .map_err(|e| usage_error(format!("restart {role} of lab {name}: {e}")))?;
-    println!("lab {name}: {role} restarted, pid {pid}");
-    Ok(ExitCode::SUCCESS)
-}
-
-#[allow(clippy::print_stdout)] // the command's report
-async fn down(name: String, json: bool) -> anyhow::Result<ExitCode> {
-    let rep = lab::down(&lab::run_root(), &name)
-        .await
-        .with_context(|| format!("lab {name} down"))?;
-    if json {
-        println!("{}", serde_json::to_string(&rep)?);
-    } else {
-        println!(
-            "lab {name} down: {} process(es) stopped, {} namespace(s) removed{}",
-            rep.processes.len(),
-            rep.namespaces.len(),
-            if rep.dir_removed {
-                ", state removed"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
