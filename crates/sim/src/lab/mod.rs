@@ -37,6 +37,7 @@ mod wait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use domain::Restarted;
 pub use host::{SimHost, StartConfig};
 pub use inspect::{DomainStatus, DownReport, ProcStatus, Status, VifStatus, down, status};
 pub use procs::{MARK_VAR, alive, belongs_to, find_binary, log_tail, marked as procs_of};

@@ -7,6 +7,7 @@
 //! restarts one of its processes, `down` removes it.
 
 mod bins;
+mod life;
 
 use std::ffi::OsString;
 use std::ops::ControlFlow;
@@ -62,6 +63,10 @@ pub enum LabCmd {
         /// script, e.g. Debian's /etc/xen/scripts/vif-bridge), `never`.
         #[arg(long, value_name = "WHEN", value_parser = ["always", "never", "non-default"])]
         legacy_scripts: Option<String>,
+        /// Do not start `drvdom reconcile` in the lab's dom0 (it keeps
+        /// guests' vifs across driver-domain restarts).
+        #[arg(long)]
+        no_reconcile: bool,
     },
     /// Show domains, NICs, devices, links and processes of a running lab.
     Status {
@@ -95,15 +100,29 @@ pub enum LabCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Restart one process of a running lab as it was started: `agent`,
-    /// `netback`, `netfront-<guest>` (with one driver domain), or
-    /// `agent-<dd>`, `netback-<dd>`; the old one is stopped first.
+    /// Restart a domain of a running lab as Xen would (it dies: processes
+    /// killed, namespace and links gone, @releaseDomain, its xenstore home
+    /// removed; then it is created again with a new domid, its NICs and
+    /// agent back), or one process as it was started: `agent`, `netback`,
+    /// `netfront-<guest>` (with one driver domain), `agent-<dd>`,
+    /// `netback-<dd>`, `reconcile`.
     Restart {
-        /// The process role, as `lab status` lists it.
-        role: String,
+        /// A domain name, or a process role as `lab status` lists it.
+        target: String,
         /// Lab name (same as the global --lab).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// Domain: destroy it and leave it down (a driver domain that never
+        /// comes back).
+        #[arg(long)]
+        stay_down: bool,
+        /// Domain: leave its xenstore home behind, as when the toolstack
+        /// died with it (only @releaseDomain tells).
+        #[arg(long)]
+        keep_home: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the built-in seed host file (a starting point for --topology).
     Seed {
@@ -146,8 +165,10 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             once,
             json,
             legacy_scripts,
+            no_reconcile,
         } => {
             let name = lab_name(name, global_lab)?;
+            let path = topology.clone();
             let mode = if detach {
                 Mode::Detach
             } else if once {
@@ -174,6 +195,8 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
                 file,
                 cfg_bins: bins,
                 agent_args,
+                path,
+                reconcile: !no_reconcile,
             };
             runtime()?.block_on(up.run())
         }
@@ -186,9 +209,18 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             let name = lab_name(name, global_lab)?;
             runtime()?.block_on(down(name, json))
         }
-        LabCmd::Restart { role, name } => {
+        LabCmd::Restart {
+            target,
+            name,
+            stay_down,
+            keep_home,
+            json,
+        } => {
             let name = lab_name(name, global_lab)?;
-            runtime()?.block_on(restart(role, name))
+            runtime()?.block_on(async {
+                let host = open(&name).await?;
+                life::restart(&host, &target, stay_down, keep_home, json).await
+            })
         }
         LabCmd::Seed {
             guests,
@@ -329,6 +361,10 @@ struct Up {
     file: String,
     cfg_bins: lab::Bins,
     agent_args: Vec<String>,
+    /// The host file given (`None`: the seed).
+    path: Option<PathBuf>,
+    /// Start `drvdom reconcile` in dom0 once applied.
+    reconcile: bool,
 }
 
 #[allow(clippy::print_stdout)] // the command's report
@@ -415,6 +451,9 @@ impl Up {
                 return Err(e.context(format!("lab {name} up")));
             }
         };
+        if self.reconcile && self.mode != Mode::Once {
+            life::start_reconcile(&host, self.path.as_deref())?;
+        }
         let elapsed = started.elapsed();
         if self.json {
             let passed = checks
@@ -640,17 +679,6 @@ fn exec(name: String, domain: &str, argv: &[OsString]) -> anyhow::Result<ExitCod
             .map(|a| a.to_string_lossy())
             .unwrap_or_default()
     )))
-}
-
-#[allow(clippy::print_stdout)] // the command's report
-async fn restart(role: String, name: String) -> anyhow::Result<ExitCode> {
-    let host = open(&name).await?;
-    let (role, pid) = host
-        .restart(&role)
-        .await
-        .map_err(|e| usage_error(format!("restart {role} of lab {name}: {e}")))?;
-    println!("lab {name}: {role} restarted, pid {pid}");
-    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::print_stdout)] // the command's report
