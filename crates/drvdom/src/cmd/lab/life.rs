@@ -41,45 +41,75 @@ pub fn start_reconcile(host: &SimHost, file: Option<&Path>) -> anyhow::Result<u3
         .context("start drvdom reconcile in the lab's dom0")
 }
 
-/// `lab restart TARGET`: a domain (dies and comes back, or stays down
-/// with `stay_down`) or one process of the lab.
+/// `lab restart TARGET...`: domains (each dies and comes back, or stays
+/// down with `stay_down`; several at once, concurrently) or one process of
+/// the lab.
 #[allow(clippy::print_stdout)] // the command's report
 pub async fn restart(
     host: &SimHost,
-    target: &str,
+    targets: &[String],
     stay_down: bool,
     keep_home: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let name = host.name().to_string();
-    if host.state().domain(target).is_some() {
-        let r = host
-            .restart_domain(target, stay_down, keep_home)
-            .await
-            .with_context(|| format!("restart domain {target} of lab {name}"))?;
+    let st = host.state();
+    let domains: Vec<&String> = targets.iter().filter(|t| st.domain(t).is_some()).collect();
+    if !domains.is_empty() {
+        if domains.len() != targets.len() {
+            let unknown: Vec<&String> = targets.iter().filter(|t| st.domain(t).is_none()).collect();
+            return Err(usage_error(format!(
+                "lab {name} has no domain {unknown:?} (processes restart one at a time)"
+            )));
+        }
+        let results = futures::future::join_all(
+            domains
+                .iter()
+                .map(|d| host.restart_domain(d, stay_down, keep_home)),
+        )
+        .await;
+        let mut out = Vec::new();
+        for (d, r) in domains.iter().zip(results) {
+            let r = r.with_context(|| format!("restart domain {d} of lab {name}"))?;
+            out.push(r);
+        }
         if json {
+            let list: Vec<serde_json::Value> = out
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "domain": r.name, "old_domid": r.old_domid, "new_domid": r.new_domid,
+                        "died_ms": r.died_ms, "ready_ms": r.ready_ms,
+                    })
+                })
+                .collect();
             output::print_json(
                 schema::LAB_RESTART,
-                &serde_json::json!({
-                    "lab": name, "domain": r.name, "old_domid": r.old_domid,
-                    "new_domid": r.new_domid, "died_ms": r.died_ms, "ready_ms": r.ready_ms,
-                }),
+                &serde_json::json!({ "lab": name, "domains": list }),
             )?;
         } else {
-            match r.new_domid {
-                Some(d) => println!(
-                    "lab {name}: {target} died (domid {}) and is back as domain {d}, ready after {} ms",
-                    r.old_domid,
-                    r.ready_ms.unwrap_or(r.died_ms).saturating_sub(r.died_ms)
-                ),
-                None => println!(
-                    "lab {name}: {target} (domid {}) destroyed and left down",
-                    r.old_domid
-                ),
+            for r in &out {
+                match r.new_domid {
+                    Some(d) => println!(
+                        "lab {name}: {} died (domid {}) and is back as domain {d}, ready after {} ms",
+                        r.name,
+                        r.old_domid,
+                        r.ready_ms.unwrap_or(r.died_ms).saturating_sub(r.died_ms)
+                    ),
+                    None => println!(
+                        "lab {name}: {} (domid {}) destroyed and left down",
+                        r.name, r.old_domid
+                    ),
+                }
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let [target] = targets else {
+        return Err(usage_error(format!(
+            "lab {name} has no domains {targets:?}; a process restarts one at a time"
+        )));
+    };
     if stay_down || keep_home {
         return Err(usage_error(format!(
             "--stay-down and --keep-home are for domains; lab {name} has no domain {target:?}"

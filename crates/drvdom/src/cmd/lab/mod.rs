@@ -107,8 +107,10 @@ pub enum LabCmd {
     /// `netfront-<guest>` (with one driver domain), `agent-<dd>`,
     /// `netback-<dd>`, `reconcile`.
     Restart {
-        /// A domain name, or a process role as `lab status` lists it.
-        target: String,
+        /// Domain names (several restart at once), or one process role as
+        /// `lab status` lists it.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
         /// Lab name (same as the global --lab).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
@@ -210,7 +212,7 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(down(name, json))
         }
         LabCmd::Restart {
-            target,
+            targets,
             name,
             stay_down,
             keep_home,
@@ -219,7 +221,7 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             let name = lab_name(name, global_lab)?;
             runtime()?.block_on(async {
                 let host = open(&name).await?;
-                life::restart(&host, &target, stay_down, keep_home, json).await
+                life::restart(&host, &targets, stay_down, keep_home, json).await
             })
         }
         LabCmd::Seed {
