@@ -7,7 +7,8 @@
 #  - lintian: no error (warnings and infos are printed, not fatal);
 #  - control (dpkg-deb -I): name, the workspace version, Depends from dpkg-shlibdeps, the
 #    agent's conffile /etc/default/drvdom-agent, its postinst/prerm/postrm enabling,
-#    starting and stopping drvdom-agent.service through deb-systemd-helper/-invoke;
+#    starting and stopping drvdom-agent.service through deb-systemd-helper/-invoke, and the
+#    same for drvdom's drvdom-reconcile.service with its conffile /etc/default/drvdom-reconcile;
 #  - contents (dpkg-deb -c): binaries and modes, unit, conffile, completions, docs, and a
 #    man page for drvdom and for every subcommand that the packaged `drvdom --help` lists
 #    (walked recursively: a command added without a page fails here), and no stale page;
@@ -69,7 +70,19 @@ for pair in "$DEB_D:drvdom" "$DEB_A:drvdom-agent"; do
 done
 dpkg-deb -e "$DEB_D" "$W/ctl-d"
 dpkg-deb -e "$DEB_A" "$W/ctl-a"
-check "drvdom: no maintainer scripts yet (no dom0 unit)" test ! -e "$W/ctl-d/postinst" -a ! -e "$W/ctl-d/prerm"
+check "drvdom: conffiles is exactly /etc/default/drvdom-reconcile" \
+  test "$(cat "$W/ctl-d/conffiles" 2>/dev/null)" = /etc/default/drvdom-reconcile
+R_RE="'?drvdom-reconcile\.service'?"
+check "drvdom: postinst enables drvdom-reconcile.service (deb-systemd-helper enable)" \
+  grep -Eq "deb-systemd-helper enable $R_RE" "$W/ctl-d/postinst"
+check "drvdom: postinst starts it where systemd runs (deb-systemd-invoke start)" \
+  bash -c "grep -q '_dh_action=' '$W/ctl-d/postinst' && grep -Eq 'deb-systemd-invoke [\$]_dh_action $R_RE' '$W/ctl-d/postinst' &&
+           grep -q 'if \[ -d /run/systemd/system \]' '$W/ctl-d/postinst'"
+check "drvdom: prerm stops it on removal (deb-systemd-invoke stop)" grep -Eq "deb-systemd-invoke stop $R_RE" "$W/ctl-d/prerm"
+check "drvdom: postrm purges its enablement state" grep -Eq "deb-systemd-helper purge $R_RE" "$W/ctl-d/postrm"
+for s in postinst prerm postrm; do
+  check "drvdom: $s is executable and valid sh" sh -n "$W/ctl-d/$s"
+done
 check "drvdom-agent: conffiles is exactly /etc/default/drvdom-agent" \
   test "$(cat "$W/ctl-a/conffiles" 2>/dev/null)" = /etc/default/drvdom-agent
 U_RE="'?drvdom-agent\.service'?"
@@ -93,7 +106,8 @@ for e in "-rwxr-xr-x usr/bin/drvdom" "-rwxr-xr-x usr/sbin/drvdom-xenstored" \
          "-rw-r--r-- usr/share/bash-completion/completions/drvdom" \
          "-rw-r--r-- usr/share/zsh/vendor-completions/_drvdom" \
          "-rw-r--r-- usr/share/fish/vendor_completions.d/drvdom.fish" \
-         "-rw-r--r-- usr/share/doc/drvdom/copyright" "-rw-r--r-- usr/share/doc/drvdom/changelog.Debian.gz"; do
+         "-rw-r--r-- usr/share/doc/drvdom/copyright" "-rw-r--r-- usr/share/doc/drvdom/changelog.Debian.gz" \
+         "-rw-r--r-- usr/lib/systemd/system/drvdom-reconcile.service" "-rw-r--r-- etc/default/drvdom-reconcile"; do
   check "drvdom: ${e#* } (${e%% *})" has "$W/list-d" "${e%% *}" "${e#* }"
 done
 for e in "-rwxr-xr-x usr/sbin/drvdom-agent" "-rw-r--r-- etc/default/drvdom-agent" \
@@ -149,16 +163,28 @@ check "conffile: sets DRVDOM_AGENT_BRIDGE, DRVDOM_AGENT_UPLINK, DRVDOM_AGENT_OPT
   bash -c "grep -q '^DRVDOM_AGENT_BRIDGE=xenbr0$' '$W/root/etc/default/drvdom-agent' &&
            grep -q '^DRVDOM_AGENT_UPLINK=$' '$W/root/etc/default/drvdom-agent' &&
            grep -q '^DRVDOM_AGENT_OPTS=$' '$W/root/etc/default/drvdom-agent'"
+RU=$W/root/usr/lib/systemd/system/drvdom-reconcile.service
+check "reconcile unit: Restart=on-failure" grep -qx 'Restart=on-failure' "$RU"
+check "reconcile unit: EnvironmentFile=-/etc/default/drvdom-reconcile" grep -qx 'EnvironmentFile=-/etc/default/drvdom-reconcile' "$RU"
+check "reconcile unit: ExecStart=/usr/bin/drvdom reconcile \$DRVDOM_RECONCILE_OPTS" \
+  grep -qx 'ExecStart=/usr/bin/drvdom reconcile $DRVDOM_RECONCILE_OPTS' "$RU"
+check "reconcile unit: only in dom0 (ConditionPathExists=/proc/xen/capabilities)" \
+  grep -qx 'ConditionPathExists=/proc/xen/capabilities' "$RU"
+check "reconcile conffile: sets DRVDOM_RECONCILE_OPTS" grep -q '^DRVDOM_RECONCILE_OPTS=$' "$W/root/etc/default/drvdom-reconcile"
+check "the packaged drvdom knows 'reconcile' and 'events'" \
+  bash -c "'$W/root/usr/bin/drvdom' reconcile --help >/dev/null && '$W/root/usr/bin/drvdom' events --help >/dev/null"
 if command -v systemd-analyze >/dev/null; then
-  # the unit in the extracted package, next to this host's own units (targets it refers to);
+  # the units in the extracted packages, next to this host's own units (targets they refer to);
   # verify exits 0 on a key it ignores, so its output must be empty too
   cp -rn /usr/lib/systemd/system/. "$W/root/usr/lib/systemd/system/"
-  if systemd-analyze verify --man=no --root="$W/root" /usr/lib/systemd/system/drvdom-agent.service \
-       > "$W/verify.out" 2>&1 && [ ! -s "$W/verify.out" ]; then
-    ok "unit: systemd-analyze verify accepts it"
-  else
-    bad "unit: systemd-analyze verify:"; sed 's/^/          /' "$W/verify.out"
-  fi
+  for unit in drvdom-agent.service drvdom-reconcile.service; do
+    if systemd-analyze verify --man=no --root="$W/root" /usr/lib/systemd/system/$unit \
+         > "$W/verify.out" 2>&1 && [ ! -s "$W/verify.out" ]; then
+      ok "unit: systemd-analyze verify accepts $unit"
+    else
+      bad "unit: systemd-analyze verify $unit:"; sed 's/^/          /' "$W/verify.out"
+    fi
+  done
 else
   bad "unit: systemd-analyze missing (apt-get install systemd)"
 fi

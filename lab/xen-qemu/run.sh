@@ -57,9 +57,11 @@ ROOTFS_PKGS=xen-utils-4.17,iproute2,bridge-utils,pciutils,kmod,busybox,iputils-p
 NIC_BDF=0000:00:05.0
 NIC_VENDEV=8086:100e   # QEMU e1000 (82540EM)
 CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping)
+# In the order dom0.sh reports them (each step's time is the gap since the previous one).
 DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check plan apply dd-create dd-lspci dd-uplink
   dd-agent guest-create replan vif-connected bridge-show verify guest-dhcp guest-ping agent-restart vif-attach
-  vif-detach no-hotplug-scripts dd-destroy pci-release destroy-again)
+  vif-detach no-hotplug-scripts reconcile dd-restart dd-agent2 reconnect guest-reping verify-restart dd-destroy
+  pci-release destroy-again)
 # run.sh --xenstored NAME: xenstored-start after xen-dom0, these after destroy-again
 XS_STEPS=(xs-kernel-ring ring-bench shutdown-wait destroy-nozombie next-domid)
 

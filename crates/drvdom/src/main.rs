@@ -97,6 +97,16 @@ enum Command {
     /// Inspect bridges in a driver domain: ports, guest names, vif states.
     #[command(subcommand)]
     Bridge(cmd::bridge::BridgeCmd),
+    /// The dom0 daemon that keeps guests' vifs across driver-domain
+    /// restarts: when a driver domain dies it cleans up what it left; when
+    /// a domain of that name is back with its agent ready it re-creates
+    /// every guest vif it served (same devid and MAC). Runs as the
+    /// drvdom-reconcile.service unit.
+    Reconcile(cmd::reconcile::ReconcileArgs),
+    /// Every device state change and every reconcile action, with a time,
+    /// the domain, the device and the reason (the journal the reconcile
+    /// daemon writes).
+    Events(cmd::reconcile::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to generate completions for.
@@ -210,6 +220,8 @@ fn main() -> ExitCode {
         Command::Lab(c) => cmd::lab::run(c, lab.as_deref()),
         Command::Vif(c) => cmd::vif::run(c, lab),
         Command::Bridge(c) => cmd::bridge::run(c, lab),
+        Command::Reconcile(a) => cmd::reconcile::run(a, lab),
+        Command::Events(a) => cmd::reconcile::run_events(a, lab),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drvdom", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

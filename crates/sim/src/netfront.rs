@@ -1,18 +1,50 @@
-//! The simulated netfront: the guest half of the vif handshake.
+//! The simulated netfront: the guest half of the vif handshake, modelled on
+//! what a Linux guest does (Linux 6.1, Debian 12's guest kernel, which the
+//! real-Xen lab runs):
 //!
-//! Runs as the guest (its xenstore connection is the guest's socket) and
-//! follows Linux `drivers/net/xen-netfront.c` `netback_changed`: when the
-//! backend reaches InitWait and the frontend is still Initialising, write
-//! the ring references and event channel (dummies here: there is no shared
-//! memory) and the requested features, then go Connected
-//! (`xennet_connect` + `xenbus_switch_state`). When the backend closes, go
-//! Closing then Closed (`xenbus_frontend_closed`).
+//! * **Probe** (`xenbus_probe_frontend.c`: the `device` watch,
+//!   `frontend_changed` → `xenbus_dev_changed`): a directory
+//!   `device/vif/<devid>` that no bound device has is probed
+//!   (`xenbus_probe_node`); the probe reads the otherend details *once*
+//!   (`xenbus_read_otherend_details`: `backend`, `backend-id`) and watches
+//!   `<backend>/state` (`watch_otherend`). A device keeps that backend for
+//!   its whole life: rewriting `backend` later changes nothing.
+//! * **Handshake** (`xen-netfront.c` `netback_changed`): backend InitWait
+//!   while the frontend is Initialising → ring references, event channel
+//!   and features, then Connected (`talk_to_netback`, `xennet_connect`,
+//!   `xenbus_switch_state`); backend Connected → nothing but
+//!   `netdev_notify_peers`; backend Closing, or Closed when the frontend is
+//!   not Closed yet ("missed the backend's CLOSING state") →
+//!   `xenbus_frontend_closed`: the frontend goes straight to Closed.
+//! * **Backend vanished** (its driver domain died; its directory is
+//!   gone): `xenbus_otherend_changed` reads the otherend state, the read
+//!   fails and yields `XenbusStateUnknown`, and `netback_changed` ignores
+//!   Unknown. The frontend stays as it was (Connected), the guest's
+//!   interface stays registered, and nothing reconnects by itself: only
+//!   the toolstack can help (`drvdom reconcile`).
+//! * **Frontend directory removed** (`xenbus_dev_changed` on a path that no
+//!   longer exists → `xenbus_cleanup_devices` → `xenbus_dev_remove` →
+//!   `xennet_remove`): the device is removed and its interface
+//!   unregistered (`xennet_bus_close` first tries Closing/Closed, but
+//!   `__xenbus_switch_state` writes nothing once the `state` node is gone,
+//!   and it does not wait for a backend reading Unknown).
+//! * **A new directory for the same devid**: probed as a new device
+//!   (first bullet), which connects to whatever backend it names. If the
+//!   directory were re-created before the guest handled the removal,
+//!   Linux would find the old device still bound at that path and probe
+//!   nothing: the toolstack leaves time between the two
+//!   (`topology::reconcile::REPROBE_GUARD`).
 //!
-//! Once a device is Connected the guest's interface `eth<devid>` (made by
-//! the simulated netback) is brought up, as a guest's hotplug `ifup` would;
-//! its addresses and MTU are the guest's own configuration, which the
-//! simulated host applies when the toolstack reports the vif connected
-//! (`Host::vif_connected`).
+//! Where the simulation differs: the guest's interface `eth<devid>` is the
+//! peer of the simulated netback's veth, so it disappears with the driver
+//! domain's namespace instead of lingering until the frontend is removed;
+//! what the guest sees afterwards (a new interface once a new device
+//! connects) is the same.
+//!
+//! Once a device is Connected the guest's interface `eth<devid>` is brought
+//! up, as a guest's hotplug `ifup` would; its addresses and MTU are the
+//! guest's own configuration, which the simulated host applies when the
+//! toolstack reports the vif connected (`Host::vif_connected`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -136,7 +168,8 @@ pub async fn run(client: AsyncClient, domid: DomId) -> Result<()> {
                 devid,
                 dir,
                 nl: nl.clone(),
-                up: false,
+                up: None,
+                otherend: None,
             };
             let (kick_tx, kick_rx) = mpsc::unbounded_channel();
             devices.insert(devid, kick_tx);
@@ -149,28 +182,35 @@ pub async fn run(client: AsyncClient, domid: DomId) -> Result<()> {
     }
 }
 
-/// One frontend device.
+/// One frontend device (a `struct xenbus_device` bound to netfront).
 struct Front {
     client: AsyncClient,
     tx_slots: Arc<Semaphore>,
     devid: u32,
     dir: String,
     nl: Netlink,
-    /// The guest's interface is up (once per device).
-    up: bool,
+    /// The guest's interface, once up: its ifindex (the netdev this device
+    /// registered; a later device's interface of the same name is not ours).
+    up: Option<u32>,
+    /// The backend directory read at probe time (`dev->otherend`).
+    otherend: Option<String>,
 }
 
 impl Front {
     async fn run(mut self, mut kicks: mpsc::UnboundedReceiver<()>) {
         loop {
-            let be_dir = match self.client.read_opt(&format!("{}/backend", self.dir)).await {
-                Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
-                Ok(None) => None,
-                Err(e) => {
-                    debug!(error = %e, "read backend path");
-                    None
-                }
-            };
+            if self.otherend.is_none() {
+                // xenbus_read_otherend_details, once.
+                self.otherend = match self.client.read_opt(&format!("{}/backend", self.dir)).await {
+                    Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    Ok(None) => None,
+                    Err(e) => {
+                        debug!(error = %e, "read backend path");
+                        None
+                    }
+                };
+            }
+            let be_dir = self.otherend.clone();
             match self.reconcile(be_dir.as_deref()).await {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -181,7 +221,23 @@ impl Front {
             }
             while kicks.try_recv().is_ok() {}
         }
+        self.remove().await;
         debug!(devid = self.devid, "netfront device gone");
+    }
+
+    /// `xennet_remove`: the device's directory is gone; unregister its
+    /// interface (if it is still the one this device brought up).
+    async fn remove(&mut self) {
+        let Some(idx) = self.up.take() else { return };
+        let eth = format!("eth{}", self.devid);
+        if let Ok(Some(i)) = self.nl.index_of(&eth).await {
+            if i == idx {
+                match self.nl.delete(&eth).await {
+                    Ok(()) => info!(%eth, "device removed: interface unregistered"),
+                    Err(e) => debug!(%eth, error = %chain(&e), "unregister"),
+                }
+            }
+        }
     }
 
     async fn set_state(&self, st: XenbusState) -> Result<()> {
@@ -190,16 +246,16 @@ impl Front {
 
     /// The guest's hotplug `ifup eth<devid>`. Idempotent.
     async fn ifup(&mut self) -> Result<()> {
-        if self.up {
-            return Ok(());
-        }
         let eth = format!("eth{}", self.devid);
-        if self.nl.index_of(&eth).await?.is_none() {
+        let Some(idx) = self.nl.index_of(&eth).await? else {
             debug!(%eth, "no interface to bring up");
+            return Ok(());
+        };
+        if self.up == Some(idx) {
             return Ok(());
         }
         self.nl.set_up(&eth).await?;
-        self.up = true;
+        self.up = Some(idx);
         info!(%eth, "interface up");
         Ok(())
     }
@@ -219,28 +275,28 @@ impl Front {
             return Ok(true);
         };
         let fe = XenbusState::parse_bytes(&raw).ok();
+        // xenbus_read_driver_state: a failed read is XenbusStateUnknown.
         let be = self
             .client
             .read_opt(&format!("{be_dir}/state"))
             .await
             .ok()
             .flatten()
-            .and_then(|r| XenbusState::parse_bytes(&r).ok());
+            .and_then(|r| XenbusState::parse_bytes(&r).ok())
+            .unwrap_or(XenbusState::Unknown);
         use XenbusState as S;
         match (fe, be) {
-            (Some(S::Initialising), Some(S::InitWait)) => {
+            (Some(S::Initialising), S::InitWait) => {
                 self.connect().await?;
                 self.ifup().await?;
             }
-            (Some(f), Some(S::Closing)) if f != S::Closed => {
-                if f != S::Closing {
-                    self.set_state(S::Closing).await?;
-                }
-                self.set_state(S::Closed).await?;
-            }
-            (Some(f), Some(S::Closed)) if f != S::Closed => self.set_state(S::Closed).await?,
+            // xenbus_frontend_closed: straight to Closed.
+            (Some(f), S::Closing) if f != S::Closed => self.set_state(S::Closed).await?,
+            (Some(f), S::Closed) if f != S::Closed => self.set_state(S::Closed).await?,
             // After a restart of the netfront: the guest's side stays up.
-            (Some(S::Connected), Some(S::Connected)) => self.ifup().await?,
+            (Some(S::Connected), S::Connected) => self.ifup().await?,
+            // Unknown (backend gone), Initialising, Initialised,
+            // Reconfiguring, Reconfigured: nothing.
             _ => {}
         }
         Ok(true)

@@ -377,18 +377,7 @@ impl<'a, H: Host> Exec<'a, H> {
         let dd = self.dd(domain)?;
         let id = self.need_domid(domain).await?;
         let want = desired_bridges(dd);
-        let settings: Vec<BridgeSetting> = dd
-            .bridges
-            .iter()
-            .map(|b| BridgeSetting {
-                name: b.name.clone(),
-                uplink: b.uplink.as_ref().map(|u| match u {
-                    Uplink::Nic(bdf) => UplinkSetting::Nic(*bdf),
-                    Uplink::Iface(i) => UplinkSetting::Iface(i.clone()),
-                }),
-                mtu: b.mtu,
-            })
-            .collect();
+        let settings = bridge_settings(dd);
         xenbus::agent::write_config(self.xs(), id, &settings)
             .await
             .map_err(Error::xb(format!(
@@ -524,6 +513,21 @@ impl<'a, H: Host> Exec<'a, H> {
             Err(e) => Err(Error::xb(format!("detach vif {devid} of domain {fe}"))(e)),
         }
     }
+}
+
+/// The bridge settings dom0 writes for a driver domain's agent.
+pub fn bridge_settings(dd: &DriverDomain) -> Vec<BridgeSetting> {
+    dd.bridges
+        .iter()
+        .map(|b| BridgeSetting {
+            name: b.name.clone(),
+            uplink: b.uplink.as_ref().map(|u| match u {
+                Uplink::Nic(bdf) => UplinkSetting::Nic(*bdf),
+                Uplink::Iface(i) => UplinkSetting::Iface(i.clone()),
+            }),
+            mtu: b.mtu,
+        })
+        .collect()
 }
 
 async fn observe_one(

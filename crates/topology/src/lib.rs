@@ -17,6 +17,8 @@
 //! * [`apply`]: runs them, each idempotent; stops at a failure; resumable.
 //! * [`verify`]: every setup step checked, PASS/FAIL with evidence.
 //! * [`show`]: the host as text, JSON, Graphviz or libvirt XML.
+//! * [`reconcile`]: the dom0 daemon that re-creates guests' vifs when
+//!   their driver domain comes back, `vif move`, the event journal.
 //! * [`RealHost`] and [`xlconfig`]: the real host (xl, pciback, the
 //!   lossless xl.cfg sync).
 //!
@@ -45,6 +47,7 @@ pub mod observe;
 pub mod observed;
 pub mod plan;
 mod real;
+pub mod reconcile;
 pub mod show;
 pub mod verify;
 pub mod xlconfig;

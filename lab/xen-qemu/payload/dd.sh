@@ -20,12 +20,21 @@ result() {
 self=$(xenstore-read domid)
 xenstore-write data/lab-cmd wait   # created by us so that dom0's later writes stay readable here
 [ -f $P/dd-hook.sh ] && . $P/dd-hook.sh
+# The driver domain's disk outlives it: a second boot (dom0's dd-restart step: `xl destroy`
+# then `xl create` of the same dd.cfg) finds the packages installed and the scripts wrapped,
+# and only brings the NIC, DHCP and the agent up again, as its unit would at boot.
+BOOTED=/var/lib/lab-dd-booted
+REBOOT=0
+[ -e $BOOTED ] && REBOOT=1
+: > $BOOTED
+SUF=
+((REBOOT)) && SUF=2
 
 # --- no Xen hotplug script may run: wrap every executable one with a logger ---------
 RAN=/run/lab-hotplug-scripts-ran.log
 : > $RAN
 wrapped=
-for s in /etc/xen/scripts/*; do
+((REBOOT)) || for s in /etc/xen/scripts/*; do
   [ -f "$s" ] && [ -x "$s" ] && [[ $s != *.sh ]] || continue
   mv "$s" "$s.lab-real"
   printf '#!/bin/sh\necho "$(date +%%T) %s $*" >> %s\nexec %s "$@"\n' "$s" "$RAN" "$s.lab-real" > "$s"
@@ -39,7 +48,7 @@ echo "wrapped (logged if run): $wrapped" | info scripts
 # In the background from the start: under TCG on a busy host dpkg takes tens of seconds,
 # which overlap the waits for pcifront and DHCP; the agent step waits for it.
 # --force-unsafe-io: no fsync per file (the disk is a throw-away QEMU snapshot).
-if [ "$INSTALL" = debs ]; then
+if [ "$INSTALL" = debs ] && ((!REBOOT)); then
   { echo "\$ dpkg --force-unsafe-io -i $(echo $P/debs/drvdom-agent_*.deb $P/debs/drvdom_*.deb)"
     timeout 600 dpkg --force-unsafe-io -i $P/debs/drvdom-agent_*.deb $P/debs/drvdom_*.deb 2>&1
     echo "[exit $?]"; } > /tmp/dpkg.log 2>&1 &
@@ -55,7 +64,7 @@ for i in $(seq 1 300); do
   sleep 0.1
 done
 ev lspci lspci -nn
-if [ -n "$found" ]; then result lspci PASS "$found"; else result lspci FAIL "no $NIC_VENDEV in lspci"; fi
+if [ -n "$found" ]; then result lspci$SUF PASS "$found"; else result lspci$SUF FAIL "no $NIC_VENDEV in lspci"; fi
 
 # --- uplink: the NIC's driver binds; DHCP on the bare NIC (the bridge does not exist yet) ----
 modprobe "$NIC_DRIVER"
@@ -72,7 +81,7 @@ done
 ip=
 if [ -z "$nic" ]; then
   ev uplink ls -l /sys/class/net/
-  result uplink FAIL "no netdev bound to $NIC_DRIVER"
+  result uplink$SUF FAIL "no netdev bound to $NIC_DRIVER"
 else
   ip link set "$nic" up
   rm -f /tmp/dhcp-$nic.ip
@@ -82,18 +91,18 @@ else
   # would have given, so that the agent has a route to move onto the bridge
   ip route show default | grep -q . || ip route add default via "$PING_TARGET" dev "$nic"
   if [[ $ip == 10.0.2.* ]]; then
-    result uplink PASS "$nic ($NIC_DRIVER) got $ip by DHCP; default route: $(ip route show default | tr -s ' ')"
+    result uplink$SUF PASS "$nic ($NIC_DRIVER) got $ip by DHCP; default route: $(ip route show default | tr -s ' ')"
   else
     ev uplink cat /tmp/udhcpc.log
     ev uplink ip addr show "$nic"
-    result uplink FAIL "$nic: no DHCP lease ('$ip')"
+    result uplink$SUF FAIL "$nic: no DHCP lease ('$ip')"
   fi
 fi
 
 # --- agent: drvdom-agent builds xenbr0 on the uplink (moving its address + route) --------
 AGENT_LOG=/var/log/drvdom-agent.log
 UNIT=/usr/lib/systemd/system/drvdom-agent.service
-if [ "$INSTALL" = debs ]; then
+if [ "$INSTALL" = debs ] && ((!REBOOT)); then
   wait $dpkg_pid
   cat /tmp/dpkg.log >> $EVF.agent
   ev agent dpkg-query -W -f '${Package} ${Version} ${Status}\n' drvdom-agent drvdom
@@ -130,7 +139,7 @@ for i in $(seq 1 120); do
 done
 sleep 1
 if bridge_ready && kill -0 $apid 2>/dev/null && ping -c 2 -W 5 "$PING_TARGET" >/tmp/ping.log 2>&1; then
-  result agent PASS "$(readlink /proc/$apid/exe) pid=$apid; $BRIDGE ports=[$(ls /sys/class/net/$BRIDGE/brif | tr '\n' ' ' | sed 's/ $//')] $(ip -4 -o addr show dev $BRIDGE | awk '{print $4}'); default $(ip route show default | tr -s ' '); ping $PING_TARGET ok"
+  result agent$SUF PASS "$(readlink /proc/$apid/exe) pid=$apid; t=$(date +%s.%N); $BRIDGE ports=[$(ls /sys/class/net/$BRIDGE/brif | tr '\n' ' ' | sed 's/ $//')] $(ip -4 -o addr show dev $BRIDGE | awk '{print $4}'); default $(ip route show default | tr -s ' '); ping $PING_TARGET ok"
 else
   alive=no; kill -0 $apid 2>/dev/null && alive=yes
   ev agent ip addr
@@ -138,7 +147,18 @@ else
   ev agent bridge link show
   ev agent cat /tmp/ping.log
   ev agent tail -n 40 $AGENT_LOG
-  result agent FAIL "agent alive=$alive; want $BRIDGE with port $nic, address $ip and the default route, ping $PING_TARGET"
+  result agent$SUF FAIL "agent alive=$alive; want $BRIDGE with port $nic, address $ip and the default route, ping $PING_TARGET"
+fi
+
+if ((REBOOT)); then
+  # dom0's reconcile daemon re-creates the guest's vif toward this new domain: show it
+  for i in $(seq 1 240); do
+    [ -n "$(ls /sys/class/net/$BRIDGE/brif/ 2>/dev/null | grep '^vif')" ] && break
+    sleep 0.5
+  done
+  drvdom bridge show 2>&1 | info bridge-show2
+  tail -n 20 $AGENT_LOG | info agent-log2
+  while :; do sleep 3600; done
 fi
 
 # --- bridge-show: the guest's vif on xenbr0, seen through drvdom bridge show ------------------

@@ -313,6 +313,90 @@ fi
 xenstore-write /local/domain/$ddid/data/lab-cmd "4 check-scripts"
 wait_marker $ddcons DD no-scripts no-hotplug-scripts 120
 
+# ---- reconcile: drvdom reconcile in dom0, started as its unit starts it (no systemd here) ----
+# Without a host file (the unit's default): it learns the guest's vif from what xl recorded.
+RUNIT=/usr/lib/systemd/system/drvdom-reconcile.service
+RLOG=/var/log/drvdom-reconcile.log
+if [ "$INSTALL" = debs ]; then
+  rexec=$(sed -n 's/^ExecStart=//p' $RUNIT)
+  note reconcile "unit: $(grep -E '^(ExecStart|EnvironmentFile|Restart)=' $RUNIT 2>&1 | tr '\n' ' ')"
+  ( set -a; DRVDOM_RECONCILE_OPTS=; [ -f /etc/default/drvdom-reconcile ] && . /etc/default/drvdom-reconcile; set +a
+    eval "exec setsid $rexec" ) </dev/null >>$RLOG 2>&1 &
+else
+  rexec="drvdom reconcile"
+  setsid drvdom reconcile </dev/null >>$RLOG 2>&1 &
+fi
+rpid=$!
+learned() { xenstore-read /drvdom/reconcile/vifs/$GUEST_NAME/0 2>/dev/null | grep -q '"phase":"active"'; }
+if wait_for reconcile 90 "drvdom reconcile remembers vif $gid/0" learned && kill -0 $rpid 2>/dev/null; then
+  mark reconcile PASS "'$rexec' pid $rpid remembers vif $gid/0: $(xenstore-read /drvdom/reconcile/vifs/$GUEST_NAME/0 | cut -c1-160)"
+else
+  tail -n 20 $RLOG >> $EV/reconcile 2>/dev/null
+  mark reconcile FAIL "alive=$(kill -0 $rpid 2>/dev/null && echo yes || echo no); nothing remembered for vif $gid/0"
+fi
+
+# ---- dd-restart: xl destroy the driver domain, xl create it again (agent started as at boot) ----
+old_dd=$ddid
+runc dd-restart timeout=180 xl destroy $DD_NAME; rc1=$?
+t_destroyed=$(date +%s.%N)
+runc dd-restart timeout=600 xl create /run/dd.cfg; rc2=$?
+ddid2=$(xl domid $DD_NAME 2>/dev/null)
+agent_ready2() { [ -n "$ddid2" ] && [ "$(xenstore-read /local/domain/$ddid2/data/drvdom/agent/state 2>/dev/null)" = ready ]; }
+if [ $rc1 = 0 ] && [ $rc2 = 0 ] && wait_for dd-restart $((DD_TIMEOUT + 300)) "the new driver domain's agent ready" agent_ready2; then
+  t_ready=$(date +%s.%N)
+  mark dd-restart PASS "xl destroy $DD_NAME (domid $old_dd), xl create /run/dd.cfg: domid $ddid2; its agent ready $(awk -v a=$t_ready -v b=$t_destroyed 'BEGIN{printf "%.1f", a-b}') s after the destroy"
+else
+  t_ready=$(date +%s.%N)
+  mark dd-restart FAIL "destroy exit $rc1, create exit $rc2, new domid '${ddid2}', agent state '$(xenstore-read /local/domain/${ddid2:-x}/data/drvdom/agent/state 2>&1)'"
+fi
+wait_marker $ddcons DD agent2 dd-agent2 120
+
+# ---- reconnect: the reconcile daemon re-creates the vif toward the new domid, no manual step ----
+be2=/local/domain/${ddid2:-x}/backend/vif/$gid
+rc_ok() {
+  [ "$(xenstore-read $be2/0/state 2>/dev/null)" = 4 ] && [ "$(xenstore-read $fe/0/state 2>/dev/null)" = 4 ] &&
+  [ "$(xenstore-read $be2/0/hotplug-status 2>/dev/null)" = connected ] &&
+  [ "$(xenstore-read $fe/0/backend-id 2>/dev/null)" = "$ddid2" ]
+}
+if wait_for reconnect 180 "vif $gid/0 Connected toward domain $ddid2" rc_ok; then
+  t_conn=$(date +%s.%N)
+  runc reconnect xl network-list $GUEST_NAME
+  nlist=$(awk -v be="$ddid2" '$1 == "0" && $2 == be' $EV/out | tr -s ' ')
+  mac=$(xenstore-read $be2/0/mac 2>/dev/null)
+  if [ -n "$nlist" ] && [ "$mac" = "$GUEST_MAC" ]; then
+    mark reconnect PASS "vif $gid/0 (same devid, mac $mac) Connected on both ends toward the new domain $ddid2, $(awk -v a=$t_conn -v b=$t_ready 'BEGIN{printf "%.1f", a-b}') s after its agent was ready (dom0 polls every 0.5 s); xl network-list: $nlist"
+  else
+    mark reconnect FAIL "connected, but xl network-list has no vif 0 with BE $ddid2 ('$(out1 200)') or mac '$mac' != $GUEST_MAC"
+  fi
+else
+  runc reconnect xl network-list $GUEST_NAME
+  runc reconnect xenstore-ls -f /local/domain/$gid/device/vif
+  runc reconnect xenstore-ls -f /libxl/$gid/device/vif
+  runc reconnect xenstore-ls -f /drvdom
+  tail -n 40 $RLOG >> $EV/reconnect 2>/dev/null
+  mark reconnect FAIL "vif $gid/0 not Connected toward $ddid2: backend $(xenstore-read $be2/0/state 2>&1), frontend $(xenstore-read $fe/0/state 2>&1), backend-id $(xenstore-read $fe/0/backend-id 2>&1)"
+fi
+
+# ---- guest-reping: the guest got a new eth0, DHCP, and pings the gateway again ----------------
+if wait_marker $gcons GUEST reping1 guest-reping 300; then
+  t_ping=$(grep -a -m1 '^@@GUEST reping1 PASS' $gcons | sed -n 's/.* t=\([0-9.]*\) .*/\1/p')
+  echo "@@LAB-INFO restart: guest ping answered $(awk -v a=${t_ping:-0} -v b=$t_ready 'BEGIN{printf "%.2f", a-b}') s after the new agent was ready (target 5 s); $(awk -v a=${t_ping:-0} -v b=$t_destroyed 'BEGIN{printf "%.1f", a-b}') s after xl destroy"
+fi
+grep -a '^@@GUEST eth0-gone' $gcons | head -n 2 | sed 's/^/@@LAB-INFO guest: /'
+
+# ---- verify-restart: drvdom verify passes again, with no manual step --------------------------
+runc verify-restart timeout=300 drvdom verify /run/host.toml; rc=$?
+sed 's/^/@@LAB-INFO verify after restart: /' $EV/out
+sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed' $EV/out)
+if [ $rc = 0 ]; then
+  mark verify-restart PASS "$sum (driver domain now domain $ddid2)"
+else
+  mark verify-restart FAIL "exit $rc, $sum: $(grep '^FAIL' $EV/out | head -n3 | tr '\n' ' ')"
+fi
+drvdom events 2>&1 | tail -n 40 | sed 's/^/@@LAB-INFO events: /'
+kill $rpid 2>/dev/null; wait $rpid 2>/dev/null
+ddid=$ddid2
+
 # ---- destroy: drvdom destroy detaches the vif, destroys guest and driver domain (xl), ----
 # ---- and gives the NIC back to e1000 in dom0 ----------------------------------------------
 runc destroy timeout=400 drvdom destroy /run/host.toml; rc=$?

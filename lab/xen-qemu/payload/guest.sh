@@ -33,4 +33,35 @@ else
   fi
 fi
 say "done"
-while :; do sleep 3600; done
+# The guest's own hotplug handling (what udev + ifupdown's `allow-hotplug eth0` do on a
+# distribution; this initramfs has neither): when netfront's device is removed and a new one
+# is probed (the toolstack re-created the vif, e.g. after the driver domain restarted), a new
+# eth0 appears: bring it up, DHCP, and report the first answered ping with its time.
+n=0
+idx=$(cat /sys/class/net/eth0/ifindex 2>/dev/null)
+while :; do
+  cur=$(cat /sys/class/net/eth0/ifindex 2>/dev/null)
+  if [ -z "$cur" ] && [ -n "$idx" ]; then
+    say "eth0-gone t=$(date +%s.%N) (ifindex $idx unregistered)"
+    idx=
+  fi
+  if [ -n "$cur" ] && [ "$cur" != "$idx" ]; then
+    idx=$cur; n=$((n + 1)); t_new=$(date +%s.%N)
+    ip link set eth0 up
+    i=0
+    while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+    rm -f /tmp/dhcp-eth0.ip
+    udhcpc -i eth0 -q -n -t 20 -T 1 -s /udhcpc.sh >/tmp/udhcpc.log 2>&1
+    ip=$(cat /tmp/dhcp-eth0.ip 2>/dev/null)
+    ok=
+    for j in $(seq 1 120); do
+      if ping -c 1 -W 1 "${PING_TARGET:-10.0.2.2}" >/dev/null 2>&1; then ok=1; break; fi
+    done
+    if [ -n "$ok" ]; then
+      say "reping$n PASS t=$(date +%s.%N) new eth0 (ifindex $cur, mac $(cat /sys/class/net/eth0/address)) at t=$t_new, dhcp ip=$ip, ping ${PING_TARGET:-10.0.2.2} answered"
+    else
+      say "reping$n FAIL t=$(date +%s.%N) new eth0 (ifindex $cur) at t=$t_new, dhcp ip='$ip', no answer from ${PING_TARGET:-10.0.2.2}"
+    fi
+  fi
+  sleep 0.2
+done

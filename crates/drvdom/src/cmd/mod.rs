@@ -9,6 +9,7 @@ pub mod lab;
 pub mod output;
 pub mod pci;
 mod pci_record;
+pub mod reconcile;
 pub mod toolstack;
 pub mod vif;
 

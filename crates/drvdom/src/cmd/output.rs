@@ -94,6 +94,12 @@ pub mod schema {
     pub const VIF_DETACH: &str = "drvdom/vif-detach/1";
     /// `drvdom bridge show --json`.
     pub const BRIDGE_SHOW: &str = "drvdom/bridge-show/1";
+    /// `drvdom vif move --json`.
+    pub const VIF_MOVE: &str = "drvdom/vif-move/1";
+    /// `drvdom reconcile --status --json`.
+    pub const RECONCILE_STATUS: &str = "drvdom/reconcile-status/1";
+    /// `drvdom events --json`: one object per line.
+    pub const EVENT: &str = "drvdom/event/1";
 }
 
 /// Stable error codes (`error.code` under `--json`), each with its exit

@@ -58,6 +58,28 @@ pub enum VifCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move vif DEVID of GUEST to driver domain DOMAIN with the same devid
+    /// and MAC; if it is not Connected there (both ends, hotplug, on its
+    /// bridge) within --timeout, it goes back where it was and the command
+    /// says why (exit 1).
+    Move {
+        /// Guest (frontend) domain name.
+        guest: String,
+        /// Device id.
+        devid: u32,
+        /// The driver domain to move it to.
+        #[arg(long, value_name = "DOMAIN")]
+        to: String,
+        /// Bridge there (default: the same bridge name).
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Seconds the new backend has to connect before the rollback.
+        #[arg(long, value_name = "S", default_value_t = 20)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -311,6 +333,52 @@ async fn run_async(cmd: VifCmd, lab: Option<String>) -> anyhow::Result<ExitCode>
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        VifCmd::Move {
+            guest,
+            devid,
+            to,
+            bridge,
+            timeout,
+            json,
+        } => {
+            let h = host::open(lab.as_deref()).await?;
+            domid(&h, &guest).await?;
+            domid(&h, &to).await?;
+            let jpath = super::reconcile::journal_of(&h, None);
+            let mut journal = topology::reconcile::journal::Journal::open(&jpath)
+                .unwrap_or_else(|_| topology::reconcile::journal::Journal::disabled());
+            let rep = topology::reconcile::vif_move::move_vif(
+                &h,
+                &guest,
+                DevId(devid),
+                &to,
+                bridge.as_deref(),
+                std::time::Duration::from_secs(timeout),
+                &mut journal,
+            )
+            .await
+            .with_context(|| format!("move vif {devid} of {guest} to {to}"))?;
+            if json {
+                super::output::print_json(super::output::schema::VIF_MOVE, &rep)?;
+            } else if rep.moved {
+                println!(
+                    "{guest}: vif {devid} (mac {}) moved from {} to {} in {} ms",
+                    rep.mac, rep.from, rep.to, rep.millis
+                );
+            } else {
+                println!(
+                    "{guest}: vif {devid} NOT moved to {}: {}; rolled back to {} (Connected)",
+                    rep.to,
+                    rep.reason.as_deref().unwrap_or("unknown reason"),
+                    rep.from
+                );
+            }
+            Ok(if rep.moved {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         VifCmd::Detach { guest, devid, json } => {
             let h = host::open(lab.as_deref()).await?;

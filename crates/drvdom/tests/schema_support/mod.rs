@@ -1,6 +1,6 @@
 //! Validation of `--json` outputs against docs/schemas/*.json: a small
 //! JSON Schema (2020-12) subset — `type`, `required`, `properties`,
-//! `items`, `enum`, `const` — that refuses any other keyword, so a schema
+//! `items`, `enum`, `const`, `oneOf` — that refuses any other keyword, so a schema
 //! cannot silently say more than is checked.
 
 #![allow(dead_code)] // each test file uses a subset
@@ -113,6 +113,21 @@ fn check(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
             "const" => {
                 if kw != v {
                     errs.push(format!("{at}: {v} is not {kw}"));
+                }
+            }
+            "oneOf" => {
+                let passing = kw
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|sub| {
+                        let mut e = Vec::new();
+                        check(sub, v, at, &mut e);
+                        e.is_empty()
+                    })
+                    .count();
+                if passing != 1 {
+                    errs.push(format!("{at}: {passing} of the oneOf schemas match, not 1"));
                 }
             }
             other => errs.push(format!(

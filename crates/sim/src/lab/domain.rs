@@ -373,3 +373,155 @@ pub(super) async fn destroy(host: &SimHost, name: &str, domid: DomId) -> Result<
     info!(domain = name, domid = domid.0, "domain destroyed");
     Ok(())
 }
+
+/// What [`restart`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restarted {
+    /// The domain's name.
+    pub name: String,
+    /// The domid it had.
+    pub old_domid: u16,
+    /// The domid it has now (`None`: left down).
+    pub new_domid: Option<u16>,
+    /// When it died (ms since the epoch).
+    pub died_ms: u64,
+    /// When it was running again with its agent (driver domain) or
+    /// netfront (guest) ready (ms since the epoch).
+    pub ready_ms: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A domain dies as Xen kills it, and xl cleans up after it: its
+/// processes are killed at once (SIGKILL: a dying domain's kernel does not
+/// shut down), its passed-through NICs go back to pciback, its namespace
+/// goes (and every link in it: its vifs' backend ends), xenstored releases
+/// it (`@releaseDomain`), and — unless `keep_home` (a toolstack that died
+/// too) — its xenstore home, `/libxl` and pci backend nodes are removed as
+/// `xl destroy` does. Devices it *served* are not touched: guests'
+/// frontends keep pointing at its (gone) backend directories, as on Xen.
+/// Then, unless `stay_down`, a domain of the same name is created again
+/// with a new domid (its NICs, netback and agent, or netfront).
+pub(super) async fn restart(
+    host: &SimHost,
+    name: &str,
+    stay_down: bool,
+    keep_home: bool,
+) -> Result<Restarted> {
+    let st = host.state();
+    let Some(rec) = st.domain(name).cloned() else {
+        let known: Vec<&str> = st
+            .domains
+            .iter()
+            .filter(|d| d.role != Role::Dom0)
+            .map(|d| d.name.as_str())
+            .collect();
+        return Err(Error::Invalid(format!(
+            "no domain {name:?} in lab {} (domains: {})",
+            st.name,
+            known.join(", ")
+        )));
+    };
+    if rec.role == Role::Dom0 {
+        return Err(Error::Invalid("dom0 cannot be restarted".into()));
+    }
+    let domid = DomId(rec.domid);
+    let nics: Vec<xentypes::Bdf> = st
+        .nics
+        .iter()
+        .filter(|n| n.place == NicPlace::Domain(rec.name.clone()))
+        .map(|n| n.bdf)
+        .collect();
+    // The domain dies: its processes at once.
+    let pids: Vec<i32> = st
+        .procs
+        .iter()
+        .filter(|p| p.domain == rec.name && super::procs::belongs_to(p.pid, host.name()))
+        .map(|p| p.pid)
+        .collect();
+    super::procs::kill_all(pids).await;
+    host.reap();
+    host.update(|st| st.procs.retain(|p| p.domain != rec.name))?;
+    // Its PCI devices return to pciback.
+    if netns::exists(&rec.netns) {
+        let nl = Netlink::connect_in(&netns::ns_path(&rec.netns)).await?;
+        for n in st.nics.iter().filter(|n| nics.contains(&n.bdf)) {
+            if nl.index_of(&n.ifname).await?.is_some() {
+                nl.move_to(&n.ifname, &netns::ns_path(&st.pciback_ns))
+                    .await?;
+            }
+        }
+    }
+    host.update(|st| {
+        for n in st.nics.iter_mut() {
+            if n.place == NicPlace::Domain(rec.name.clone()) {
+                n.place = NicPlace::Pciback;
+            }
+        }
+    })?;
+    // The machine is gone, with every link in it.
+    netns::delete(&rec.netns)?;
+    let _ = std::fs::remove_file(st.netns_map().join(rec.domid.to_string()));
+    let dom0 = host.dom0();
+    if dom0
+        .is_introduced(domid)
+        .await
+        .map_err(Error::xs(format!("ask whether {domid} is introduced")))?
+    {
+        dom0.release(domid)
+            .await
+            .map_err(Error::xs(format!("release domain {domid}")))?;
+    }
+    let died_ms = now_ms();
+    if !keep_home {
+        let pci_dir = format!("{}/backend/pci/{}", DomId::DOM0.path(), domid.0);
+        match dom0.rm(&pci_dir).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(Error::xs(format!("remove {pci_dir}"))(e)),
+        }
+        xenbus::destroy_domain(dom0, domid)
+            .await
+            .map_err(Error::xb(format!("remove the xenstore home of {name}")))?;
+    }
+    host.update(|st| st.domains.retain(|d| d.name != rec.name))?;
+    info!(domain = name, domid = domid.0, keep_home, "domain died");
+    let mut out = Restarted {
+        name: name.to_string(),
+        old_domid: rec.domid,
+        new_domid: None,
+        died_ms,
+        ready_ms: None,
+    };
+    if stay_down {
+        return Ok(out);
+    }
+    let new = match rec.role {
+        Role::Driver => {
+            let dd = topology::DriverDomain {
+                name: name.to_string(),
+                config: None,
+                nics,
+                permissive: false,
+                bridges: Vec::new(),
+            };
+            create(host, DomainRole::Driver(&dd)).await?
+        }
+        _ => {
+            let g = topology::Guest {
+                name: name.to_string(),
+                config: None,
+                vifs: Vec::new(),
+            };
+            create(host, DomainRole::Guest(&g)).await?
+        }
+    };
+    out.new_domid = Some(new.0);
+    out.ready_ms = Some(now_ms());
+    Ok(out)
+}

@@ -330,6 +330,45 @@ impl SimHost {
         Ok((rec.role, i32::try_from(pid).unwrap_or(-1)))
     }
 
+    /// Restart domain `name` as Xen would: it dies (processes killed,
+    /// namespace and links gone, `@releaseDomain`, its xenstore home removed
+    /// as `xl destroy` does unless `keep_home`) and, unless `stay_down`, is
+    /// created again with a new domid, its NICs and agent (or netfront)
+    /// back. Devices it served are left as Xen leaves them.
+    pub async fn restart_domain(
+        &self,
+        name: &str,
+        stay_down: bool,
+        keep_home: bool,
+    ) -> Result<super::domain::Restarted> {
+        super::domain::restart(self, name, stay_down, keep_home).await
+    }
+
+    /// Start a dom0 service (e.g. the toolstack's `drvdom reconcile`) in
+    /// dom0's namespace, recorded under `role` so that `lab down` stops it
+    /// and `lab restart ROLE` restarts it. `program` is the caller's; this
+    /// crate only launches it.
+    pub fn start_dom0_service(
+        &self,
+        role: &str,
+        program: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<u32> {
+        let (ns, sock) = {
+            let st = lock(&self.state);
+            let ns = st
+                .domain_by_id(0)
+                .map(|d| d.netns.clone())
+                .ok_or_else(|| Error::Invalid("lab has no dom0".into()))?;
+            (ns, st.xenstored_socket.clone())
+        };
+        let mut env = env;
+        env.push(("XENSTORED_PATH".into(), sock.display().to_string()));
+        env.push(("NO_COLOR".into(), "1".into()));
+        self.spawn(role, "Domain-0", &ns, program, args, env)
+    }
+
     /// Stop the recorded processes of `domain` and forget them.
     pub(crate) async fn stop_procs_of(&self, domain: &str) -> Result<()> {
         let pids: Vec<i32> = lock(&self.state)

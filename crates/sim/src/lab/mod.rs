@@ -37,6 +37,7 @@ mod wait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use domain::Restarted;
 pub use host::{Exited, SimHost, StartConfig};
 pub use inspect::{
     DomainStatus, DownReport, LabSummary, ProcStatus, Status, VifStatus, down, list, purge, status,

@@ -153,6 +153,34 @@ pub async fn stop_all(pids: Vec<i32>, grace: Duration) -> Vec<i32> {
     out
 }
 
+/// Kill several processes at once with SIGKILL (a domain dying) and wait
+/// for them to be gone (up to 2 s each); returns those that were alive.
+pub async fn kill_all(pids: Vec<i32>) -> Vec<i32> {
+    let kills: Vec<_> = pids
+        .into_iter()
+        .map(|pid| {
+            tokio::task::spawn_blocking(move || {
+                if pid <= 1 || !alive(pid) {
+                    return (pid, false);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while alive(pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                (pid, true)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for k in kills {
+        if let Ok((pid, true)) = k.await {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// The last `n` lines of a log file (for error messages).
 pub fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

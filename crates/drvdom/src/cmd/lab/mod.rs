@@ -11,6 +11,7 @@
 //! and an exit is reported at once with its status and its log's end.
 
 mod bins;
+mod life;
 mod report;
 
 use std::ffi::OsString;
@@ -69,6 +70,10 @@ pub enum LabCmd {
         /// script, e.g. Debian's /etc/xen/scripts/vif-bridge), `never`.
         #[arg(long, value_name = "WHEN", value_parser = ["always", "never", "non-default"])]
         legacy_scripts: Option<String>,
+        /// Do not start `drvdom reconcile` in the lab's dom0 (it keeps
+        /// guests' vifs across driver-domain restarts).
+        #[arg(long)]
+        no_reconcile: bool,
     },
     /// Show domains, NICs, devices, links and processes of a running lab;
     /// exit 1 when something is unhealthy (a dead process, a vif not
@@ -116,15 +121,28 @@ pub enum LabCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Restart one process of a running lab as it was started: `agent`,
-    /// `netback`, `netfront-<guest>` (with one driver domain), or
-    /// `agent-<dd>`, `netback-<dd>`; the old one is stopped first.
+    /// Restart a domain of a running lab as Xen would (it dies: processes
+    /// killed, namespace and links gone, @releaseDomain, its xenstore home
+    /// removed; then it is created again with a new domid, its NICs and
+    /// agent back), or one process as it was started: `agent`, `netback`,
+    /// `netfront-<guest>` (with one driver domain), `agent-<dd>`,
+    /// `netback-<dd>`, `reconcile`.
     Restart {
-        /// The process role, as `lab status` lists it.
-        role: String,
+        /// Domain names (several restart at once), or one process role as
+        /// `lab status` lists it.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
         /// Hidden alias of the global --lab NAME.
         #[arg(long, value_name = "NAME", hide = true)]
         name: Option<String>,
+        /// Domain: destroy it and leave it down (a driver domain that never
+        /// comes back).
+        #[arg(long)]
+        stay_down: bool,
+        /// Domain: leave its xenstore home behind, as when the toolstack
+        /// died with it (only @releaseDomain tells).
+        #[arg(long)]
+        keep_home: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -170,9 +188,11 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             once,
             json,
             legacy_scripts,
+            no_reconcile,
         } => {
             let name = lab_name(name, global_lab)?;
             bins::check_machine(legacy_scripts.as_deref() == Some("always"))?;
+            let path = topology.clone();
             let mode = if detach {
                 Mode::Detach
             } else if once {
@@ -198,6 +218,8 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
                 file,
                 cfg_bins: bins,
                 agent_args,
+                path,
+                reconcile: !no_reconcile,
             };
             runtime()?.block_on(up.run())
         }
@@ -217,10 +239,19 @@ pub fn run(cmd: LabCmd, global_lab: Option<&str>) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(report::down(name, purge, json))
         }
         LabCmd::List { json } => report::list(json),
-        LabCmd::Restart { role, name, json } => {
+        LabCmd::Restart {
+            targets,
+            name,
+            stay_down,
+            keep_home,
+            json,
+        } => {
             let name = lab_name(name, global_lab)?;
             report::need_root("lab restart")?;
-            runtime()?.block_on(report::restart(role, name, json))
+            runtime()?.block_on(async {
+                let host = report::open(&name).await?;
+                life::restart(&host, &targets, stay_down, keep_home, json).await
+            })
         }
         LabCmd::Seed {
             guests,
@@ -370,6 +401,10 @@ struct Up {
     file: String,
     cfg_bins: lab::Bins,
     agent_args: Vec<String>,
+    /// The host file given (`None`: the seed).
+    path: Option<PathBuf>,
+    /// Start `drvdom reconcile` in dom0 once applied.
+    reconcile: bool,
 }
 
 #[allow(clippy::print_stdout)] // the command's report
@@ -471,6 +506,9 @@ impl Up {
             }
         };
         self.report_exits(&host);
+        if self.reconcile && self.mode != Mode::Once {
+            life::start_reconcile(&host, self.path.as_deref())?;
+        }
         let elapsed = started.elapsed();
         let passed = checks
             .iter()

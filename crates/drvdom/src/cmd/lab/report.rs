@@ -9,7 +9,7 @@ use sim::SimHost;
 use sim::lab;
 
 use crate::cmd::host::no_such_lab;
-use crate::cmd::output::{self, Code, paint, schema};
+use crate::cmd::output::{self, paint, schema};
 
 /// Open a running lab (unknown names list the running ones).
 pub(super) async fn open(name: &str) -> anyhow::Result<SimHost> {
@@ -265,29 +265,6 @@ pub(super) async fn down(name: String, purge: bool, json: bool) -> anyhow::Resul
             rep.processes.len(),
             rep.namespaces.len(),
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `lab restart ROLE`.
-#[allow(clippy::print_stdout)] // the command's report
-pub(super) async fn restart(role: String, name: String, json: bool) -> anyhow::Result<ExitCode> {
-    let host = open(&name).await?;
-    let (role, pid) = host.restart(&role).await.map_err(|e| {
-        let known: Vec<String> = host.state().procs.iter().map(|p| p.role.clone()).collect();
-        output::cli_error_with(
-            Code::NotFound,
-            format!("restart {role} of lab {name}: {e}"),
-            serde_json::json!({ "known": known }),
-        )
-    })?;
-    if json {
-        output::print_json(
-            schema::LAB_RESTART,
-            &serde_json::json!({ "lab": name, "role": role, "pid": pid }),
-        )?;
-    } else {
-        println!("lab {name}: {role} restarted, pid {pid}");
     }
     Ok(ExitCode::SUCCESS)
 }
