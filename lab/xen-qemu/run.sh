@@ -53,7 +53,7 @@ NIC_BDF=0000:00:05.0
 NIC_VENDEV=8086:100e   # QEMU e1000 (82540EM)
 CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping)
 DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check dd-create dd-lspci dd-uplink dd-agent
-  guest-create vif-connected bridge-show guest-dhcp guest-ping agent-restart vif-attach vif-detach
+  guest-create vif-connected bridge-show guest-dhcp guest-ping guest-antispoof agent-restart vif-attach vif-detach
   no-hotplug-scripts dd-destroy pci-release)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -327,6 +327,7 @@ make_payload() {
   local g; g=$(mktemp -d)
   install -m 755 "$pl/guest.sh" "$g/guest.sh"
   install -m 755 "$pl/udhcpc.sh" "$g/udhcpc.sh"
+  ((CLASSIC)) || install -m 755 "$pl/guest-antispoof.sh" "$g/guest-antispoof.sh"   # issue 14
   cp "$pl/lab.env" "$g/lab.env"
   { cat "$CACHE/lab-initrd.img"; (cd "$g" && find . | LC_ALL=C sort | cpio -o -H newc --quiet); } > "$pl/guest-initrd.img"
   rm -rf "$g"

@@ -30,5 +30,6 @@ else
     say "ping FAIL $(tr '\n' ' ' </tmp/ping.log)"
   fi
 fi
+[ -e /sys/class/net/eth0 ] && [ -f /guest-antispoof.sh ] && . /guest-antispoof.sh
 say "done"
 while :; do sleep 3600; done
