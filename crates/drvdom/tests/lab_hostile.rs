@@ -477,3 +477,105 @@ fn a_hostile_guest_is_contained_before_and_after_an_agent_restart() {
     round(&l, 2);
     agent_serves(&l, pid2);
 }
+
+/// `l2_hygiene = false` in the host file (a guest that routes or bridges):
+/// the backend says so, the agent installs no filter for a vif without
+/// `ip`, and what the hygiene would drop (here the whole battery) reaches
+/// the uplink.
+#[test]
+fn relaxed_layer2_hygiene_reaches_the_backend_and_lets_frames_through() {
+    let _bins = require_lab!();
+    let Some(hostile) = hostile_bin() else {
+        testutil::skip(
+            module_path!(),
+            "needs drvdom-hostile-guest next to the drvdom test binary (cargo build --workspace)",
+        );
+        return;
+    };
+    let lab = TestLab::new();
+    let file = lab.root.path().join("host.toml");
+    let relaxed = HOST.replacen(
+        "ip = [\"198.51.100.11/24\"]",
+        "l2_hygiene = false",
+        1,
+    );
+    std::fs::write(&file, &relaxed).unwrap();
+    let up = lab.up_detached_with(&["--topology", file.to_str().unwrap()]);
+    lab_support::assert_all_pass(&up);
+    let l = Lab {
+        lab,
+        file,
+        hostile,
+    };
+    let port = l.attacker_port();
+    assert_eq!(port["filter"], "off", "{port:#}");
+    let s = l.json(&["show", l.file.to_str().unwrap(), "--format", "json"]);
+    let g1 = s["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "guest1")
+        .unwrap();
+    assert_eq!(g1["vifs"][0]["l2_hygiene"], false, "{g1:#}");
+    // The plan of the applied file is empty: the key matches.
+    let p = l.json(&["plan", l.file.to_str().unwrap(), "--json"]);
+    assert_eq!(p["changes"], 0, "{p:#}");
+
+    let uplink_end = l
+        .lab
+        .links("outside")
+        .into_iter()
+        .find(|x| x.master.as_deref() == Some(sim::lab::OUTSIDE_BRIDGE))
+        .unwrap()
+        .name;
+    let router_mac = l
+        .lab
+        .link("outside", sim::lab::OUTSIDE_BRIDGE)
+        .and_then(|x| x.mac)
+        .unwrap();
+    let marker = "RELAXED-frames";
+    // The battery without a flood is 9 frames; all but the BPDU (the bridge
+    // consumes link-local frames itself) must reach the uplink.
+    let want = 8;
+    let ns = l.lab.ns("outside");
+    let cap = in_named_netns(&ns, move || {
+        let sock = RawSocket::open(&uplink_end).unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < want && Instant::now() < deadline {
+            if let Some(f) = sock.recv(Duration::from_millis(200)).unwrap() {
+                if contains(&f, marker.as_bytes()) {
+                    seen.push(f);
+                }
+            }
+        }
+        seen
+    });
+    let r = l.attack(
+        marker,
+        &[
+            "attack",
+            "--own-ip",
+            ATTACKER_IP,
+            "--peer-mac",
+            VICTIM_MAC,
+            "--peer-ip",
+            &VICTIM_IP.to_string(),
+            "--router-mac",
+            &router_mac,
+            "--router-ip",
+            ROUTER_IP,
+            "--flood",
+            "0",
+        ],
+    );
+    let sent = r["sent"].as_u64().unwrap();
+    assert_eq!(sent, 9);
+    let seen = cap.join().unwrap();
+    eprintln!("relaxed: {} of {sent} frames reached the uplink", seen.len());
+    assert_eq!(seen.len(), want, "frames that reached the uplink");
+    assert!(
+        seen.iter().any(|f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 134),
+        "the router advertisement did not reach the uplink"
+    );
+}
