@@ -21,6 +21,9 @@
 //!
 //! The same again after `drvdom lab restart agent`.
 
+// Helpers outside #[test] fns unwrap and print too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
 mod lab_support;
 
 use std::net::Ipv4Addr;
@@ -81,8 +84,7 @@ fn hostile_bin() -> Option<PathBuf> {
 /// 2 s.
 fn pinger(dst: Ipv4Addr, stop: Arc<AtomicBool>) -> (u32, u32, u32, Duration) {
     use nix::sys::socket::{
-        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recv, sendto,
-        socket,
+        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recv, sendto, socket,
     };
     let fd = socket(
         AddressFamily::Inet,
@@ -91,7 +93,9 @@ fn pinger(dst: Ipv4Addr, stop: Arc<AtomicBool>) -> (u32, u32, u32, Duration) {
         SockProtocol::Icmp,
     )
     .unwrap();
-    let id = (std::process::id() as u16).wrapping_mul(7).wrapping_add(0x5a5a);
+    let id = (std::process::id() as u16)
+        .wrapping_mul(7)
+        .wrapping_add(0x5a5a);
     let dest = SockaddrIn::from(std::net::SocketAddrV4::new(dst, 0));
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut answered: Vec<Option<Duration>> = Vec::new();
@@ -297,7 +301,9 @@ fn round(l: &Lab, n: u8) {
     let before = l.drops();
     let (fdb_all, fdb_on) = l.fdb(&vif);
     assert!(
-        fdb_on.iter().any(|e| e.starts_with("00:16:3e:00:00:01 ") && e.ends_with(" static"))
+        fdb_on
+            .iter()
+            .any(|e| e.starts_with("00:16:3e:00:00:01 ") && e.ends_with(" static"))
             && !fdb_on.iter().any(|e| e.ends_with(" learned")),
         "{tag}: the attacker's port has its static entry and learns nothing: {fdb_on:?}"
     );
@@ -315,9 +321,7 @@ fn round(l: &Lab, n: u8) {
     let ping = in_named_netns(&lab.ns("outside"), move || pinger(VICTIM_IP, s1));
     let s2 = stop.clone();
     let (lg, mk) = (legit.clone().into_bytes(), markers.clone());
-    let cap = in_named_netns(&lab.ns("outside"), move || {
-        capture(uplink_end, mk, lg, s2)
-    });
+    let cap = in_named_netns(&lab.ns("outside"), move || capture(uplink_end, mk, lg, s2));
 
     // Crafted frames.
     let flood = FLOOD.to_string();
@@ -341,7 +345,10 @@ fn round(l: &Lab, n: u8) {
     );
     let mut expect = REASONS.map(|k| r["expect"][k].as_u64().unwrap());
     // A legitimate frame gets through.
-    l.attack(&legit, &["legit", "--own-ip", ATTACKER_IP, "--to", ROUTER_IP]);
+    l.attack(
+        &legit,
+        &["legit", "--own-ip", ATTACKER_IP, "--to", ROUTER_IP],
+    );
     // A MAC change: the guest's own kernel then sends with the new MAC (the
     // change flushed its neighbours: its ARP for the router goes out first,
     // with the new MAC, and is dropped). The old MAC comes back only once
@@ -393,7 +400,10 @@ fn round(l: &Lab, n: u8) {
         "{tag}: hostile frames reached the uplink: {:02x?}",
         bad.first()
     );
-    assert!(good >= 1, "{tag}: the legitimate frame did not reach the uplink");
+    assert!(
+        good >= 1,
+        "{tag}: the legitimate frame did not reach the uplink"
+    );
     assert!(sent >= 50, "{tag}: only {sent} pings sent");
     assert_eq!(
         answered, sent,
@@ -457,11 +467,7 @@ fn a_hostile_guest_is_contained_before_and_after_an_agent_restart() {
     std::fs::write(&file, HOST).unwrap();
     let up = lab.up_detached_with(&["--topology", file.to_str().unwrap()]);
     lab_support::assert_all_pass(&up);
-    let l = Lab {
-        lab,
-        file,
-        hostile,
-    };
+    let l = Lab { lab, file, hostile };
     let pid = l.lab.pid_of("agent");
     round(&l, 1);
     agent_serves(&l, pid);
@@ -472,7 +478,8 @@ fn a_hostile_guest_is_contained_before_and_after_an_agent_restart() {
     assert_ne!(pid2, pid);
     // Ready again and publishing: its port record is back with the filter.
     lab_support::wait("the restarted agent publishes guest1's port", || {
-        l.attacker_port_opt().is_some_and(|p| p["filter"] == "l2+ip")
+        l.attacker_port_opt()
+            .is_some_and(|p| p["filter"] == "l2+ip")
     });
     round(&l, 2);
     agent_serves(&l, pid2);
@@ -494,19 +501,11 @@ fn relaxed_layer2_hygiene_reaches_the_backend_and_lets_frames_through() {
     };
     let lab = TestLab::new();
     let file = lab.root.path().join("host.toml");
-    let relaxed = HOST.replacen(
-        "ip = [\"198.51.100.11/24\"]",
-        "l2_hygiene = false",
-        1,
-    );
+    let relaxed = HOST.replacen("ip = [\"198.51.100.11/24\"]", "l2_hygiene = false", 1);
     std::fs::write(&file, &relaxed).unwrap();
     let up = lab.up_detached_with(&["--topology", file.to_str().unwrap()]);
     lab_support::assert_all_pass(&up);
-    let l = Lab {
-        lab,
-        file,
-        hostile,
-    };
+    let l = Lab { lab, file, hostile };
     let port = l.attacker_port();
     assert_eq!(port["filter"], "off", "{port:#}");
     let s = l.json(&["show", l.file.to_str().unwrap(), "--format", "json"]);
@@ -572,10 +571,14 @@ fn relaxed_layer2_hygiene_reaches_the_backend_and_lets_frames_through() {
     let sent = r["sent"].as_u64().unwrap();
     assert_eq!(sent, 9);
     let seen = cap.join().unwrap();
-    eprintln!("relaxed: {} of {sent} frames reached the uplink", seen.len());
+    eprintln!(
+        "relaxed: {} of {sent} frames reached the uplink",
+        seen.len()
+    );
     assert_eq!(seen.len(), want, "frames that reached the uplink");
     assert!(
-        seen.iter().any(|f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 134),
+        seen.iter()
+            .any(|f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 134),
         "the router advertisement did not reach the uplink"
     );
 }

@@ -5,6 +5,9 @@
 //! the vif unlimited (and says why); removing the key makes it unlimited;
 //! detaching it removes the report.
 
+// Helpers outside #[test] fns unwrap and print too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
 mod lab_support;
 
 use std::time::Duration;
@@ -45,7 +48,13 @@ fn netback_applies_libxl_rate_as_linux_reads_it() {
         deadline,
     ))
     .unwrap();
-    let node = format!("{}/{}/{}/{}", dd.path(), sim::rate::CREDIT_DIR, guest.0, devid.0);
+    let node = format!(
+        "{}/{}/{}/{}",
+        dd.path(),
+        sim::rate::CREDIT_DIR,
+        guest.0,
+        devid.0
+    );
     let credit = || {
         rt.block_on(dom0.read_opt(&node))
             .unwrap()

@@ -142,7 +142,12 @@ fn battery(
     let mut c = [0u64; 5];
     // Another guest's MAC; the uplink router's MAC (to the router, as a
     // port-stealing guest would).
-    f.push(packet::eth(BCAST, peer_mac, packet::ETH_P_IP, &udp(peer_ip)));
+    f.push(packet::eth(
+        BCAST,
+        peer_mac,
+        packet::ETH_P_IP,
+        &udp(peer_ip),
+    ));
     f.push(packet::eth(
         router_mac,
         router_mac,
@@ -261,10 +266,7 @@ async fn xs_flood(count: u32) -> anyhow::Result<(u32, u32)> {
     let c = xenstore::AsyncClient::connect_default()
         .await
         .context("connect to xenstore (XENSTORED_PATH)")?;
-    let domid = c
-        .read("domid")
-        .await
-        .context("read this domain's domid")?;
+    let domid = c.read("domid").await.context("read this domain's domid")?;
     let domid = String::from_utf8_lossy(&domid).trim().to_string();
     let base = format!("/local/domain/{domid}/device/vif");
     let devs = c.directory(&base).await.unwrap_or_default();
@@ -360,10 +362,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Cmd::XsFlood { count } => {
             let (ok, refused) = runtime()?.block_on(xs_flood(count))?;
-            println!(
-                "{}",
-                serde_json::json!({"writes": ok, "refused": refused})
-            );
+            println!("{}", serde_json::json!({"writes": ok, "refused": refused}));
         }
     }
     Ok(())

@@ -490,7 +490,9 @@ impl Device {
                 rate = %why,
                 "Failed to parse network rate limit. Traffic unlimited."
             ),
-            c => info!(vif = %self.vif(), credit = %c, bytes_per_second = ?c.bytes_per_second(), "transmit credit"),
+            c => {
+                info!(vif = %self.vif(), credit = %c, bytes_per_second = ?c.bytes_per_second(), "transmit credit")
+            }
         }
         let node = self.credit_node();
         self.client

@@ -239,10 +239,15 @@ fn relaxing_layer2_hygiene_reattaches_the_vif_with_the_backend_key() {
         let h = ModelHost::start(&nics(&t)).await;
         full_apply(&h, &t).await;
         let xs = topology::Host::xenstore(&h).clone();
-        let dd = topology::observe::domid_of(&xs, "dd0").await.unwrap().unwrap();
-        let g = topology::observe::domid_of(&xs, "g0").await.unwrap().unwrap();
-        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0))
-            .key(xenbus::keys::L2_HYGIENE);
+        let dd = topology::observe::domid_of(&xs, "dd0")
+            .await
+            .unwrap()
+            .unwrap();
+        let g = topology::observe::domid_of(&xs, "g0")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0)).key(xenbus::keys::L2_HYGIENE);
         assert_eq!(xs.read_opt(&key).await.unwrap(), None, "absent means on");
         let relaxed = host_file(1, &[1], false).replace(
             "ip = [\"10.0.0.1/16\"]",
@@ -254,14 +259,18 @@ fn relaxing_layer2_hygiene_reattaches_the_vif_with_the_backend_key() {
         let names: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
         assert_eq!(names, ["detach-vif g0/0", "attach-vif g0/0"]);
         assert!(
-            p.actions[0].reason.contains("layer-2 hygiene is on, not off"),
+            p.actions[0]
+                .reason
+                .contains("layer-2 hygiene is on, not off"),
             "{}",
             p.actions[0].reason
         );
         full_apply(&h, &t2).await;
-        let g = topology::observe::domid_of(&xs, "g0").await.unwrap().unwrap();
-        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0))
-            .key(xenbus::keys::L2_HYGIENE);
+        let g = topology::observe::domid_of(&xs, "g0")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0)).key(xenbus::keys::L2_HYGIENE);
         assert_eq!(xs.read_opt(&key).await.unwrap().as_deref(), Some(&b"0"[..]));
         assert!(plan(&h, &t2).await.unwrap().actions.is_empty());
         let o = topology::observe::observe(&h, &nics(&t2)).await.unwrap();
