@@ -59,7 +59,7 @@ NIC_VENDEV=8086:100e   # QEMU e1000 (82540EM)
 CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping)
 # In the order dom0.sh reports them (each step's time is the gap since the previous one).
 DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check plan apply dd-create dd-lspci dd-uplink
-  dd-agent guest-create replan vif-connected bridge-show verify guest-dhcp guest-ping agent-restart vif-attach
+  dd-agent guest-create replan vif-connected bridge-show verify guest-dhcp guest-ping guest-antispoof agent-restart vif-attach
   vif-detach no-hotplug-scripts reconcile dd-restart dd-agent2 reconnect guest-reping verify-restart dd-destroy
   pci-release destroy-again)
 # run.sh --xenstored NAME: xenstored-start after xen-dom0, these after destroy-again
@@ -361,6 +361,7 @@ make_payload() {
   local g; g=$(mktemp -d)
   install -m 755 "$pl/guest.sh" "$g/guest.sh"
   install -m 755 "$pl/udhcpc.sh" "$g/udhcpc.sh"
+  ((CLASSIC)) || install -m 755 "$pl/guest-antispoof.sh" "$g/guest-antispoof.sh"   # issue 14
   cp "$pl/lab.env" "$g/lab.env"
   if [ -n "$XENSTORED_SEL" ]; then
     install -m 755 "$pl/xsbench-guest.sh" "$g/xsbench-guest.sh"

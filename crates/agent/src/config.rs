@@ -78,6 +78,10 @@ pub struct AgentConfig {
     pub link_timeout: Duration,
     /// On shutdown, how long to let in-flight device work finish.
     pub shutdown_grace: Duration,
+    /// How often the vif filters' drop counters are read and, where they
+    /// changed, republished in the port records (link changes publish at
+    /// once regardless).
+    pub counters_interval: Duration,
 }
 
 impl Default for AgentConfig {
@@ -95,6 +99,7 @@ impl Default for AgentConfig {
             hotplug_timeout: xenbus::vif::HOTPLUG_TIMEOUT,
             link_timeout: hotplug::DEFAULT_LINK_TIMEOUT,
             shutdown_grace: Duration::from_secs(5),
+            counters_interval: Duration::from_secs(1),
         }
     }
 }

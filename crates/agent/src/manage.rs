@@ -181,9 +181,21 @@ impl Manager {
                 }
             };
             let mut links = self.links.take();
+            // Drop counters change without any link event: read them again
+            // now and then (only changed port records are rewritten).
+            let mut counters =
+                tokio::time::interval(self.cfg.counters_interval.max(Duration::from_millis(100)));
+            counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            counters.tick().await;
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
+                    _ = counters.tick() => {
+                        if links.is_none() {
+                            self.resync().await;
+                        }
+                        self.publish().await;
+                    }
                     ev = async { settings.as_mut()?.recv().await }, if settings.is_some() => {
                         match ev {
                             Some(Ok(_)) => {

@@ -10,7 +10,8 @@
 //!   same XenbusState handshake as Linux `xen-netback` / `xen-netfront`,
 //!   each through its own domain's xenstore socket so that the server
 //!   enforces permissions exactly as on Xen. They run as processes of this
-//!   crate's own binary, `drvdom-simkernel`.
+//!   crate's own binary, `drvdom-simkernel`. [`rate`]: the vif's `rate`
+//!   key as netback reads it.
 //! * [`lab`]: [`SimHost`] (start, open, create and destroy domains as Xen
 //!   and `xl` would, pass NICs through, probe), `down` and `status`.
 //!
@@ -36,6 +37,7 @@ pub mod link;
 pub mod netback;
 pub mod netfront;
 pub mod netns;
+pub mod rate;
 mod xs;
 
 pub use error::{Error, Result};

@@ -14,6 +14,11 @@
 //!   frontend is Connected with its ring references *and* `hotplug-status`
 //!   is `connected`; frontend Closing/Closed are followed; with `online` = 0
 //!   the interface is unregistered (the veth deleted).
+//! * `connect` + `xen_net_read_rate` and its watch on `rate`: the vif's
+//!   transmit credit, decided as Linux decides it ([`crate::rate`]) when the
+//!   vif connects and again whenever `rate` changes, logged, and reported
+//!   under the driver domain's `data/sim-netback-credit/<fe>/<devid>`
+//!   (the veth itself is not slowed down).
 //!
 //! Trust boundary: everything under the frontend directory is written by
 //! the guest. It is only parsed (never used as a path or a name) and a bad
@@ -33,6 +38,7 @@ use xenstore::{AsyncClient, DomId};
 
 use crate::error::{Error, Result, chain};
 use crate::link::Netlink;
+use crate::rate::{CREDIT_DIR, Credit};
 
 /// Keys netback writes before InitWait [netif.h; xen-netback `netback_probe`].
 const FEATURES: &[(&str, &str)] = &[
@@ -163,6 +169,7 @@ pub async fn run(client: AsyncClient, cfg: NetbackConfig) -> Result<()> {
                 dir,
                 created: false,
                 refused: false,
+                credit: None,
             };
             let (kick_tx, kick_rx) = mpsc::unbounded_channel();
             devices.insert(key, kick_tx);
@@ -250,6 +257,8 @@ struct Device {
     dir: String,
     created: bool,
     refused: bool,
+    /// The credit last applied (connected vifs).
+    credit: Option<Credit>,
 }
 
 impl Device {
@@ -335,6 +344,10 @@ impl Device {
             .unwrap_or(None);
         let fe = parse_state(fe_raw);
         use XenbusState as S;
+        if be == S::Connected && self.credit.is_some() {
+            // The watch on `rate` (xen_register_credit_watch).
+            self.read_rate().await?;
+        }
         match (be, fe) {
             (S::InitWait | S::Initialised, Some(S::Connected)) => {
                 let hp = self.read("hotplug-status").await?;
@@ -448,12 +461,55 @@ impl Device {
         if tx.is_none() || rx.is_none() || ev.is_none() {
             return self.fatal("22 reading ring references").await;
         }
+        self.read_rate().await?;
         self.set_state(XenbusState::Connected).await?;
         info!(vif = %self.vif(), "vif connected");
         Ok(())
     }
 
+    fn credit_node(&self) -> String {
+        format!(
+            "{}/{CREDIT_DIR}/{}/{}",
+            self.cfg.domid.path(),
+            self.fe.0,
+            self.devid
+        )
+    }
+
+    /// `xen_net_read_rate`: decide the credit from `rate`; log and report
+    /// it when it changed.
+    async fn read_rate(&mut self) -> Result<()> {
+        let raw = self.read(xenbus::keys::RATE).await?;
+        let credit = Credit::from_rate(raw.as_deref());
+        if self.credit.as_ref() == Some(&credit) {
+            return Ok(());
+        }
+        match &credit {
+            Credit::Invalid(why) => warn!(
+                vif = %self.vif(),
+                rate = %why,
+                "Failed to parse network rate limit. Traffic unlimited."
+            ),
+            c => {
+                info!(vif = %self.vif(), credit = %c, bytes_per_second = ?c.bytes_per_second(), "transmit credit")
+            }
+        }
+        let node = self.credit_node();
+        self.client
+            .write(&node, credit.report())
+            .await
+            .map_err(Error::xs(format!("write {node}")))?;
+        self.credit = Some(credit);
+        Ok(())
+    }
+
     async fn unregister(&mut self) -> Result<()> {
+        if self.credit.take().is_some() {
+            let node = self.credit_node();
+            if let Err(e) = self.client.rm(&node).await {
+                debug!(error = %e, %node, "cannot remove the credit report");
+            }
+        }
         if self.created {
             self.nl.delete(&self.vif()).await?;
             self.created = false;

@@ -555,6 +555,10 @@ pub fn vif_config(v: &Vif, backend: DomId) -> VifConfig {
     if v.mode == VifMode::Route {
         cfg = cfg.script(VIF_ROUTE_SCRIPT);
     }
+    // Absent means on: only the relaxed setting is written.
+    if !v.l2_hygiene {
+        cfg = cfg.l2_hygiene(false);
+    }
     cfg
 }
 

@@ -202,7 +202,16 @@ const TOP_KEYS: &[&str] = &["version", "driver_domain", "guest"];
 const DD_KEYS: &[&str] = &["name", "config", "nics", "permissive", "bridge"];
 const BRIDGE_KEYS: &[&str] = &["name", "uplink", "mtu"];
 const GUEST_KEYS: &[&str] = &["name", "config", "vif"];
-const VIF_KEYS: &[&str] = &["backend", "bridge", "mac", "ip", "mtu", "mode", "trusted"];
+const VIF_KEYS: &[&str] = &[
+    "backend",
+    "bridge",
+    "mac",
+    "ip",
+    "mtu",
+    "mode",
+    "trusted",
+    "l2_hygiene",
+];
 
 /// The name a vif's `backend` uses for dom0.
 pub const DOM0: &str = "dom0";
@@ -676,6 +685,7 @@ impl Cx<'_> {
                 }
             };
             let trusted = self.bool_of(vt, "trusted").unwrap_or(backend == DOM0);
+            let l2_hygiene = self.bool_of(vt, "l2_hygiene").unwrap_or(true);
             let devid = DevId(u32::try_from(i).unwrap_or(u32::MAX));
             vspans.push(sp);
             vifs.push(Vif {
@@ -687,6 +697,7 @@ impl Cx<'_> {
                 mtu,
                 mode,
                 trusted,
+                l2_hygiene,
             });
         }
         (Guest { name, config, vifs }, name_span, vspans)

@@ -81,6 +81,12 @@ pub struct Vif {
     pub mode: VifMode,
     /// Frontend `trusted`: false by default when the backend is not dom0.
     pub trusted: bool,
+    /// Layer-2 hygiene of the vif's filter (own MAC only, no STP/LLDP, no
+    /// router advertisements or DHCP server replies from the guest): on by
+    /// default; `l2_hygiene = false` relaxes it for a guest that routes or
+    /// bridges (backend key `drvdom-l2-hygiene = 0`; the `ip` allow-list,
+    /// if any, still applies).
+    pub l2_hygiene: bool,
 }
 
 /// How a vif reaches the network.

@@ -167,6 +167,8 @@ pub(crate) async fn observe_domain(
                     ifname: p.name,
                     up: p.up,
                     forwarding: p.fwd,
+                    filter: p.filter,
+                    drops: p.drops,
                 })
                 .collect(),
         })
@@ -237,6 +239,8 @@ async fn observe_vifs(xs: &AsyncClient, fe: DomId) -> Result<Vec<ObservedVif>> {
                 mtu: None,
                 online: false,
                 hotplug_error: None,
+                l2_hygiene: None,
+                routed: false,
             });
             continue;
         };
@@ -273,6 +277,12 @@ async fn vif_extra(
         mtu: parse_u32(read_text(xs, &bp.key(keys::MTU)).await?),
         online: i.online,
         hotplug_error: read_text(xs, &bp.key(keys::HOTPLUG_ERROR)).await?,
+        l2_hygiene: read_text(xs, &bp.key(keys::L2_HYGIENE))
+            .await?
+            .map(|t| t != "0"),
+        routed: read_text(xs, &bp.key(keys::SCRIPT))
+            .await?
+            .is_some_and(|s| s.ends_with("vif-route")),
     })
 }
 

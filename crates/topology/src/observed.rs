@@ -88,6 +88,11 @@ pub struct ObservedPort {
     pub up: bool,
     /// STP port state is forwarding.
     pub forwarding: bool,
+    /// The vif's packet filter as its agent reports it (`l2+ip`, `l2`,
+    /// `ip`, `off`; `None`: not reported, e.g. the uplink).
+    pub filter: Option<String>,
+    /// The filter's drop counters, as last published.
+    pub drops: Option<xenbus::agent::PortDrops>,
 }
 
 /// A PCI NIC.
@@ -137,6 +142,10 @@ pub struct ObservedVif {
     pub online: bool,
     /// Backend `hotplug-error`, if any.
     pub hotplug_error: Option<String>,
+    /// Backend `drvdom-l2-hygiene` (`None`: absent, which means on).
+    pub l2_hygiene: Option<bool>,
+    /// Backend `script` ends in `vif-route` (routed mode).
+    pub routed: bool,
 }
 
 fn state_name<S: serde::Serializer>(

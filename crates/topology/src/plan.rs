@@ -148,6 +148,14 @@ pub fn vif_mismatch(v: &Vif, backend: Option<DomId>, o: &ObservedVif) -> Option<
             return Some(format!("trusted is {t}, not {}", v.trusted));
         }
     }
+    let l2 = o.l2_hygiene.unwrap_or(true);
+    if l2 != v.l2_hygiene {
+        return Some(format!(
+            "its layer-2 hygiene is {}, not {}",
+            if l2 { "on" } else { "off" },
+            if v.l2_hygiene { "on" } else { "off" }
+        ));
+    }
     None
 }
 

@@ -82,6 +82,11 @@ pub struct PortView {
     pub up: bool,
     /// Forwarding.
     pub forwarding: bool,
+    /// The vif's packet filter (`l2+ip`, `l2`, `ip`, `off`), as its agent
+    /// reports it; `None` for the uplink or an agent that does not say.
+    pub filter: Option<String>,
+    /// Frames from the guest its filter dropped, per reason.
+    pub drops: Option<xenbus::agent::PortDrops>,
 }
 
 /// A vif.
@@ -111,6 +116,15 @@ pub struct VifView {
     pub mode: &'static str,
     /// Connected on both ends with hotplug done.
     pub up: bool,
+    /// Layer-2 hygiene wanted for it (backend `drvdom-l2-hygiene`; absent
+    /// means on).
+    pub l2_hygiene: bool,
+    /// Its filter in the driver domain (`l2+ip`, `l2`, `ip`, `off`), from
+    /// the port its backend's agent publishes; `None`: not reported (a dom0
+    /// backend, a routed vif, the agent not running).
+    pub filter: Option<String>,
+    /// The filter's drop counters, from the same port record.
+    pub drops: Option<xenbus::agent::PortDrops>,
 }
 
 fn name_of(obs: &Observed, d: DomId) -> String {
@@ -199,6 +213,9 @@ pub fn view(obs: &Observed, topo: Option<&Topology>) -> HostView {
                             ip: want.ip.clone(),
                             mode: mode_name(want.mode),
                             up: false,
+                            l2_hygiene: want.l2_hygiene,
+                            filter: None,
+                            drops: None,
                         });
                     }
                 }
@@ -263,11 +280,19 @@ fn domain_view(obs: &Observed, name: &str, domid: Option<DomId>, role: &'static 
                     devid: p.vif.map(|(_, x)| x.0),
                     up: p.up,
                     forwarding: p.forwarding,
+                    filter: p.filter.clone(),
+                    drops: p.drops,
                 })
                 .collect(),
         });
     }
     for o in obs.vifs_of(od.domid) {
+        let port = obs
+            .domain_by_id(o.backend)
+            .into_iter()
+            .flat_map(|b| &b.bridges)
+            .flat_map(|b| &b.ports)
+            .find(|p| p.vif == Some((o.frontend, o.devid)));
         v.vifs.push(VifView {
             devid: o.devid.0,
             backend: if o.backend == DomId::DOM0 {
@@ -283,8 +308,11 @@ fn domain_view(obs: &Observed, name: &str, domid: Option<DomId>, role: &'static 
             ifname: Some(format!("vif{}.{}", o.frontend, o.devid)),
             trusted: o.trusted,
             ip: o.ip.clone(),
-            mode: "bridge",
+            mode: if o.routed { "route" } else { "bridge" },
             up: vif_is_up(o),
+            l2_hygiene: o.l2_hygiene.unwrap_or(true),
+            filter: port.and_then(|p| p.filter.clone()),
+            drops: port.and_then(|p| p.drops),
         });
     }
     v
@@ -324,17 +352,18 @@ pub fn to_text(v: &HostView) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "    port {}{who} {}{}",
+                    "    port {}{who} {}{}{}",
                     p.ifname,
                     if p.up { "up" } else { "down" },
-                    if p.forwarding { " forwarding" } else { "" }
+                    if p.forwarding { " forwarding" } else { "" },
+                    filter_text(p.filter.as_deref(), p.drops.as_ref())
                 );
             }
         }
         for x in &d.vifs {
             let _ = writeln!(
                 s,
-                "  vif {} -> {}/{} mac {} {}/{} hotplug {}{}",
+                "  vif {} -> {}/{} mac {} {}/{} hotplug {}{}{}{}",
                 x.devid,
                 x.backend,
                 x.bridge.as_deref().unwrap_or("-"),
@@ -346,11 +375,40 @@ pub fn to_text(v: &HostView) -> String {
                     String::new()
                 } else {
                     format!(" ip {}", IpCidr::format_list(&x.ip))
-                }
+                },
+                if x.l2_hygiene { "" } else { " l2-hygiene off" },
+                filter_text(x.filter.as_deref(), x.drops.as_ref())
             );
         }
         for p in &d.problems {
             let _ = writeln!(s, "  PROBLEM: {p}");
+        }
+    }
+    s
+}
+
+/// ` filter l2+ip drops 12 (mac 2, spoof 10)`, or nothing when the filter
+/// is not reported.
+pub fn filter_text(filter: Option<&str>, drops: Option<&xenbus::agent::PortDrops>) -> String {
+    let Some(f) = filter else {
+        return String::new();
+    };
+    let mut s = format!(" filter {f}");
+    if let Some(d) = drops {
+        let _ = write!(s, " drops {}", d.total);
+        let parts: Vec<String> = [
+            ("mac", d.mac),
+            ("l2ctl", d.l2ctl),
+            ("ra", d.ra),
+            ("dhcp", d.dhcp),
+            ("spoof", d.spoof),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+        if !parts.is_empty() {
+            let _ = write!(s, " ({})", parts.join(", "));
         }
     }
     s
@@ -441,12 +499,21 @@ pub fn to_dot(v: &HostView) -> String {
                 "    {} [label={}, shape=note{}];",
                 dot_id(&format!("vif:{}:{}", d.name, x.devid)),
                 dot_id(&format!(
-                    "vif {} {}\\n{}/{} {}",
+                    "vif {} {}\\n{}/{} {}{}",
                     x.devid,
                     x.mac.map_or("-".to_string(), |m| m.to_string()),
                     x.state_frontend.unwrap_or("absent"),
                     x.state_backend.unwrap_or("absent"),
-                    x.hotplug_status.as_deref().unwrap_or("-")
+                    x.hotplug_status.as_deref().unwrap_or("-"),
+                    match &x.filter {
+                        Some(f) => format!(
+                            "\\nfilter {f}{}",
+                            x.drops
+                                .map(|d| format!(", {} dropped", d.total))
+                                .unwrap_or_default()
+                        ),
+                        None => String::new(),
+                    }
                 ))
                 .replace("\\\\n", "\\n"),
                 if x.up {

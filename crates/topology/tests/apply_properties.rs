@@ -231,6 +231,56 @@ fn a_changed_vif_is_detached_and_attached_again() {
     });
 }
 
+#[test]
+fn relaxing_layer2_hygiene_reattaches_the_vif_with_the_backend_key() {
+    rt().block_on(async {
+        let t = topo(&host_file(1, &[1], false));
+        assert!(t.guests[0].vifs[0].l2_hygiene, "on by default");
+        let h = ModelHost::start(&nics(&t)).await;
+        full_apply(&h, &t).await;
+        let xs = topology::Host::xenstore(&h).clone();
+        let dd = topology::observe::domid_of(&xs, "dd0")
+            .await
+            .unwrap()
+            .unwrap();
+        let g = topology::observe::domid_of(&xs, "g0")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0)).key(xenbus::keys::L2_HYGIENE);
+        assert_eq!(xs.read_opt(&key).await.unwrap(), None, "absent means on");
+        let relaxed = host_file(1, &[1], false).replace(
+            "ip = [\"10.0.0.1/16\"]",
+            "ip = [\"10.0.0.1/16\"]\nl2_hygiene = false",
+        );
+        let t2 = topo(&relaxed);
+        assert!(!t2.guests[0].vifs[0].l2_hygiene);
+        let p = plan(&h, &t2).await.unwrap();
+        let names: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(names, ["detach-vif g0/0", "attach-vif g0/0"]);
+        assert!(
+            p.actions[0]
+                .reason
+                .contains("layer-2 hygiene is on, not off"),
+            "{}",
+            p.actions[0].reason
+        );
+        full_apply(&h, &t2).await;
+        let g = topology::observe::domid_of(&xs, "g0")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = xenbus::BackendPath::vif(dd, g, xentypes::DevId(0)).key(xenbus::keys::L2_HYGIENE);
+        assert_eq!(xs.read_opt(&key).await.unwrap().as_deref(), Some(&b"0"[..]));
+        assert!(plan(&h, &t2).await.unwrap().actions.is_empty());
+        let o = topology::observe::observe(&h, &nics(&t2)).await.unwrap();
+        let v = topology::show::view(&o, Some(&t2));
+        let gv = v.domains.iter().find(|d| d.name == "g0").unwrap();
+        assert!(!gv.vifs[0].l2_hygiene);
+        assert!(topology::show::to_text(&v).contains("l2-hygiene off"));
+    });
+}
+
 /// Stop after `k` actions (or fail the host's k-th operation), then apply
 /// again: the host must end where one uninterrupted apply ends.
 fn interrupted_converges(text: &str) {

@@ -182,6 +182,7 @@ config = "guest.cfg"
 backend = "$DD_NAME"
 mac = "$GUEST_MAC"
 TOML
+. $P/antispoof.sh   # issue 14: guest vif ip=10.0.2.16, step guest-antispoof
 sed 's/^/@@LAB-INFO host.toml: /' /run/host.toml
 runc plan drvdom plan /run/host.toml; rc=$?
 nact=$(grep -cE '^ +[0-9]+\. ' $EV/out)

@@ -32,6 +32,7 @@ else
     say "ping FAIL $(tr '\n' ' ' </tmp/ping.log)"
   fi
 fi
+[ -e /sys/class/net/eth0 ] && [ -f /guest-antispoof.sh ] && . /guest-antispoof.sh
 say "done"
 # The guest's own hotplug handling (what udev + ifupdown's `allow-hotplug eth0` do on a
 # distribution; this initramfs has neither): when netfront's device is removed and a new one

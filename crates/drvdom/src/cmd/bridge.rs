@@ -1,6 +1,7 @@
 //! `drvdom bridge show`: the `brctl show` of a driver domain — its
 //! bridges, uplinks and ports with the guest behind each vif and the vif's
-//! xenbus state — from what its agent publishes in xenstore
+//! xenbus state and the vif's packet filter with its drop counters — from
+//! what its agent publishes in xenstore
 //! (`xenbus::agent`). Works from dom0 (`--domain DD`, real host or `--lab`)
 //! and inside the driver domain itself (its own publication).
 
@@ -46,6 +47,10 @@ struct PortRow {
     devid: Option<u32>,
     backend_state: Option<String>,
     hotplug_status: Option<String>,
+    /// The vif's packet filter (`l2+ip`, `l2`, `ip`, `off`), as published.
+    filter: Option<String>,
+    /// Frames its filter dropped, per reason, as last published.
+    drops: Option<xenbus::agent::PortDrops>,
 }
 
 /// One bridge as shown.
@@ -202,8 +207,8 @@ async fn show(
         return Ok(code);
     }
     println!(
-        "{:<10} {:<12} {:<16} {:<10} {:<12} hotplug",
-        "domain", "bridge name", "interfaces", "guest", "state"
+        "{:<10} {:<12} {:<16} {:<10} {:<12} {:<10} filter",
+        "domain", "bridge name", "interfaces", "guest", "state", "hotplug"
     );
     for b in &rows {
         if b.ports.is_empty() {
@@ -220,12 +225,14 @@ async fn show(
                 (None, true) => "(uplink)".to_string(),
                 (None, false) => "-".to_string(),
             };
+            let filter = topology::show::filter_text(p.filter.as_deref(), p.drops.as_ref());
             println!(
-                "{dn:<10} {br:<12} {:<16} {:<10} {:<12} {}",
+                "{dn:<10} {br:<12} {:<16} {:<10} {:<12} {:<10} {}",
                 p.port,
                 guest,
                 p.backend_state.as_deref().unwrap_or("-"),
                 p.hotplug_status.as_deref().unwrap_or("-"),
+                filter.strip_prefix(" filter ").unwrap_or("-"),
             );
         }
     }
@@ -246,6 +253,8 @@ async fn port_row(c: &AsyncClient, me: DomId, p: &xenbus::agent::PortRecord) -> 
             devid: None,
             backend_state: None,
             hotplug_status: None,
+            filter: p.filter.clone(),
+            drops: p.drops,
         };
     };
     // The guest's name: readable once `apply` granted it (GrantNameRead);
@@ -270,5 +279,7 @@ async fn port_row(c: &AsyncClient, me: DomId, p: &xenbus::agent::PortRecord) -> 
         devid: Some(devid.0),
         backend_state,
         hotplug_status: read_text(c, &bp.key("hotplug-status")).await,
+        filter: p.filter.clone(),
+        drops: p.drops,
     }
 }

@@ -323,6 +323,31 @@ fn backends_and_bridges_must_exist() {
 }
 
 #[test]
+fn layer2_hygiene_is_on_unless_relaxed_per_vif() {
+    let l = parse(SEED).unwrap();
+    assert!(l.topology.guests[0].vifs.iter().all(|v| v.l2_hygiene));
+    let l = parse(&with(
+        "[[guest]]\nname = \"rt\"\n[[guest.vif]]\nbackend = \"netdd\"\nl2_hygiene = false\n\
+         [[guest.vif]]\nbackend = \"netdd\"\nl2_hygiene = true\n",
+    ))
+    .unwrap();
+    let rt = &l.topology.guests[2];
+    assert!(!rt.vifs[0].l2_hygiene);
+    assert!(rt.vifs[1].l2_hygiene);
+    assert_eq!(
+        codes(&with(
+            "[[guest]]\nname = \"x\"\n[[guest.vif]]\nbackend = \"netdd\"\nl2_hygiene = \"no\"\n"
+        )),
+        ["TOPO-WRONG-TYPE"]
+    );
+    // The relaxed setting reaches the backend; the default writes nothing.
+    let cfg = crate::apply::vif_config(&rt.vifs[0], xentypes::DomId(1));
+    assert_eq!(cfg.l2_hygiene, Some(false));
+    let cfg = crate::apply::vif_config(&rt.vifs[1], xentypes::DomId(1));
+    assert_eq!(cfg.l2_hygiene, None);
+}
+
+#[test]
 fn route_mode_rules() {
     assert_eq!(
         codes(&with(

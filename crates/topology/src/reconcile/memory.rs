@@ -77,6 +77,10 @@ pub struct WantVif {
     /// Frontend `trusted`.
     #[serde(default = "yes")]
     pub trusted: bool,
+    /// Layer-2 hygiene (the backend's `drvdom-l2-hygiene`; on unless the
+    /// host file relaxed it).
+    #[serde(default = "yes")]
+    pub l2_hygiene: bool,
     /// Where it stands.
     pub phase: Phase,
     /// Since when (ms since the epoch).
@@ -109,6 +113,7 @@ impl WantVif {
             mtu: v.mtu,
             route: v.mode == VifMode::Route,
             trusted: v.trusted,
+            l2_hygiene: v.l2_hygiene,
             phase: Phase::Active,
             since_ms: now_ms,
             backend_domid: None,
@@ -137,6 +142,7 @@ impl WantVif {
                 VifMode::Bridge
             },
             trusted: self.trusted,
+            l2_hygiene: self.l2_hygiene,
         })
     }
 

@@ -228,6 +228,14 @@ impl<H: Host> Reconciler<'_, H> {
             .ok()
             .flatten()
             .is_none_or(|t| t != "0");
+        let l2_hygiene = match &i.backend {
+            Some(bp) => read_text(xs, &bp.key(xenbus::keys::L2_HYGIENE))
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|t| t != "0"),
+            None => true,
+        };
         Some(WantVif {
             guest: guest.to_string(),
             devid: i.devid.0,
@@ -238,6 +246,7 @@ impl<H: Host> Reconciler<'_, H> {
             mtu,
             route,
             trusted,
+            l2_hygiene,
             phase: Phase::Active,
             since_ms: now_ms(),
             backend_domid: Some(be),
@@ -305,6 +314,7 @@ impl<H: Host> Reconciler<'_, H> {
                             mtu: None,
                             route: false,
                             trusted: true,
+                            l2_hygiene: true,
                             phase: Phase::Waiting,
                             since_ms: 0,
                             backend_domid: None,

@@ -93,6 +93,7 @@ pub async fn move_vif<H: Host>(
             VifMode::Bridge
         },
         trusted: old.trusted.unwrap_or(true),
+        l2_hygiene: old.l2_hygiene.unwrap_or(true),
     };
     let mut report = MoveReport {
         guest: guest.to_string(),
