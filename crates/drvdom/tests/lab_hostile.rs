@@ -223,7 +223,8 @@ impl Lab {
 
     fn attacker_port_opt(&self) -> Option<Value> {
         let rows = self.json(&["bridge", "show", "--domain", "netdd", "--json"]);
-        rows.as_array()?
+        rows["bridges"]
+            .as_array()?
             .iter()
             .flat_map(|b| b["ports"].as_array().into_iter().flatten())
             .find(|p| p["guest"] == "guest1")

@@ -189,6 +189,16 @@ fn two_driver_domains_apply_verify_destroy_and_leave_nothing() {
     }
     let rep = rt.block_on(lab::down(root.path(), &name)).unwrap();
     assert!(rep.dir_removed);
+    // `down` keeps only the processes' logs; `purge` removes them too.
+    if let Some(logs) = &rep.logs {
+        let left: Vec<_> = std::fs::read_dir(root.path().join(&name))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(left, vec![logs.clone()], "only the logs stay after down");
+    }
+    rt.block_on(lab::purge(root.path(), &name)).unwrap();
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
