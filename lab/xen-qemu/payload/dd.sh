@@ -205,6 +205,9 @@ be=/local/domain/$self/backend/vif/$gid
 
 # agent-restart: kill -9, start again; the running vif stays connected and on the bridge
 wait_cmd 1
+# A hung xenbus shows its kernel stacks on the console (within 30 s) instead of a bare timeout.
+echo 30 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+echo "7 4 1 7" > /proc/sys/kernel/printk 2>/dev/null
 echo "\$ kill -9 $apid" >> $EVF.agent-restart
 kill -9 $apid; wait $apid 2>/dev/null
 old=$apid
