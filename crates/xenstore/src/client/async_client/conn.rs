@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
@@ -38,6 +38,10 @@ pub(super) struct State {
     pub(super) next_watch: u64,
     /// Set once the connection is gone; holds the reason.
     pub(super) closed: Option<String>,
+    /// Device file only: requests written and not yet answered, and the
+    /// condition the writer thread waits on (see [`spawn_device_threads`]).
+    pub(super) dev_inflight: usize,
+    pub(super) dev_answered: Option<Arc<Condvar>>,
 }
 
 pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -55,6 +59,9 @@ impl State {
         if self.closed.is_none() {
             tracing::debug!(reason = %why, "xenstore connection closed");
             self.closed = Some(why);
+        }
+        if let Some(cv) = &self.dev_answered {
+            cv.notify_all();
         }
         for (_, tx) in self.pending.drain() {
             let _ = tx.send(Err(Error::Closed));
@@ -214,7 +221,14 @@ pub(super) fn dispatch(state: &Mutex<State>, pkt: Packet) {
         route_event(state, &pkt.payload);
         return;
     }
-    let tx = lock(state).pending.remove(&pkt.req_id);
+    let tx = {
+        let mut st = lock(state);
+        if let Some(cv) = st.dev_answered.clone() {
+            st.dev_inflight = st.dev_inflight.saturating_sub(1);
+            cv.notify_all();
+        }
+        st.pending.remove(&pkt.req_id)
+    };
     match tx {
         Some(tx) => {
             let _ = tx.send(Ok(pkt));
@@ -331,6 +345,16 @@ pub(super) async fn write_all_shared(wr: &OwnedWriteHalf, mut buf: &[u8]) -> io:
 
 /// Blocking threads for the xenbus device: one reads chunks, one writes
 /// each message with a single write (the kernel expects whole messages).
+///
+/// WATCH and UNWATCH are written only when every earlier request on this
+/// file has been answered. Linux's xenbus device (6.1) handles them inside
+/// `write()`, holding the file's message mutex while it waits for
+/// xenstored's reply; its xenbus thread takes that same mutex to queue any
+/// other reply for this file, so a reply still due when a WATCH is written
+/// blocks the thread that would deliver the WATCH's own reply: the guest's
+/// whole xenstore connection hangs (seen on real Xen when the agent
+/// restarted: `xenbus_dev_queue_reply` against `register_xenbus_watch`).
+/// libxenstore never pipelines on the device, so it never meets this.
 pub(super) fn spawn_device_threads(
     mut rfile: std::fs::File,
     mut wfile: std::fs::File,
@@ -359,10 +383,27 @@ pub(super) fn spawn_device_threads(
                 }
             }
         })?;
+    let answered = Arc::new(Condvar::new());
+    lock(&state).dev_answered = Some(answered.clone());
     std::thread::Builder::new()
         .name("xenbus-write".into())
         .spawn(move || {
             while let Some(msg) = out_rx.blocking_recv() {
+                let kind = crate::wire::Header::decode(&msg).map(|h| h.msg_type);
+                let exclusive = kind == Some(MsgType::Watch.to_u32())
+                    || kind == Some(MsgType::Unwatch.to_u32());
+                {
+                    let mut st = lock(&state);
+                    while exclusive && st.dev_inflight > 0 && st.closed.is_none() {
+                        st = answered
+                            .wait(st)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
+                    if st.closed.is_some() {
+                        return;
+                    }
+                    st.dev_inflight += 1;
+                }
                 if let Err(e) = wfile.write_all(&msg) {
                     lock(&state).shut(format!("write failed: {e}"));
                     return;
@@ -370,4 +411,74 @@ pub(super) fn spawn_device_threads(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should fail loudly
+
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream as StdStream;
+    use std::time::Duration;
+
+    /// Read one whole message as the kernel's device would get it.
+    fn next_msg(dev: &mut StdStream) -> Packet {
+        let mut hdr = [0u8; crate::wire::HEADER_LEN];
+        dev.read_exact(&mut hdr).unwrap();
+        let h = crate::wire::Header::decode(&hdr).unwrap();
+        let mut body = vec![0u8; h.len as usize];
+        dev.read_exact(&mut body).unwrap();
+        Packet::new(
+            MsgType::from_u32(h.msg_type).unwrap(),
+            h.req_id,
+            h.tx_id,
+            body,
+        )
+    }
+
+    // Multi-threaded: this test blocks on the fake device while the reader
+    // task runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_reaches_the_device_only_when_every_earlier_request_is_answered() {
+        let (ours, mut dev) = StdStream::pair().unwrap();
+        let rfile = std::fs::File::from(OwnedFd::from(ours.try_clone().unwrap()));
+        let wfile = std::fs::File::from(OwnedFd::from(ours));
+        let state = Arc::new(Mutex::new(State::default()));
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        spawn_device_threads(rfile, wfile, in_tx, out_rx, state.clone()).unwrap();
+        tokio::spawn(read_loop(Source::Chan(in_rx), state.clone()));
+
+        let read = Packet::new(MsgType::Read, 1, 0, b"/a\0".to_vec());
+        let watch = Packet::new(MsgType::Watch, 2, 0, b"/b\0tok\0".to_vec());
+        out_tx.send(read.encode()).unwrap();
+        out_tx.send(watch.encode()).unwrap();
+
+        let first = next_msg(&mut dev);
+        assert_eq!(first.msg_type, MsgType::Read.to_u32());
+        // The READ is unanswered: the WATCH must not follow (within 300 ms,
+        // long enough for the writer thread to have written it).
+        dev.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut one = [0u8; 1];
+        let early = dev.read(&mut one);
+        assert!(
+            matches!(&early, Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                || e.kind() == io::ErrorKind::TimedOut),
+            "a WATCH was written while a READ was unanswered: {early:?}"
+        );
+        assert_eq!(lock(&state).dev_inflight, 1);
+
+        // Answer the READ: now the WATCH comes.
+        use std::io::Write;
+        dev.write_all(&Packet::new(MsgType::Read, 1, 0, b"x".to_vec()).encode())
+            .unwrap();
+        dev.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let second = next_msg(&mut dev);
+        assert_eq!(second.msg_type, MsgType::Watch.to_u32());
+        assert_eq!(second.req_id, 2);
+        assert_eq!(lock(&state).dev_inflight, 1);
+    }
 }
