@@ -355,7 +355,7 @@ make_payload() {
     printf 'VIF_TIMEOUT=%q\nPING_TARGET=10.0.2.2\nDOMU_KARGS=%q\n' "${XLAB_VIF_TIMEOUT:-240}" "loglevel=4"
     printf 'XENSTORED=oxenstored\nAGENT_CMD=%q\nXL_VERBOSE=%q\n' "$AGENT_CMD" "${XLAB_XL_VERBOSE:-}"
     printf 'INSTALL=%q\n' "$INSTALL"
-    printf 'XENSTORED_SEL=%q\nXENSTORED_DEBUG=%q\n' "$XENSTORED_SEL" "${XLAB_XENSTORED_DEBUG:-}"
+    printf 'XENSTORED_SEL=%q\nXENSTORED_DEBUG=%q\nXLAB_PVH=%q\n' "$XENSTORED_SEL" "${XLAB_XENSTORED_DEBUG:-}" "${XLAB_PVH:-0}"
   } > "$pl/lab.env"
   # guest initrd = lab initrd + an appended cpio with the guest script (initramfs archives concatenate)
   local g; g=$(mktemp -d)
