@@ -56,7 +56,8 @@ XEN_PKG=xen-hypervisor-4.17-amd64
 ROOTFS_PKGS=xen-utils-4.17,iproute2,bridge-utils,pciutils,kmod,busybox,iputils-ping,procps,e2fsprogs,util-linux
 NIC_BDF=0000:00:05.0
 NIC_VENDEV=8086:100e   # QEMU e1000 (82540EM)
-CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping)
+CLASSIC_STEPS=(xen-dom0 nic-hidden bdf dd-create dd-lspci dd-bridge dd-agent guest-create vif-on-bridge guest-dhcp guest-ping
+  xl-dd-restart xl-manual-fix)
 # In the order dom0.sh reports them (each step's time is the gap since the previous one).
 DRVDOM_STEPS=(xen-dom0 doctor pci-list pci-assign pci-cmdline config-check plan apply dd-create dd-lspci dd-uplink
   dd-agent guest-create replan vif-connected bridge-show verify guest-dhcp guest-ping guest-antispoof agent-restart vif-attach
@@ -355,6 +356,7 @@ make_payload() {
     printf 'VIF_TIMEOUT=%q\nPING_TARGET=10.0.2.2\nDOMU_KARGS=%q\n' "${XLAB_VIF_TIMEOUT:-240}" "loglevel=4"
     printf 'XENSTORED=oxenstored\nAGENT_CMD=%q\nXL_VERBOSE=%q\n' "$AGENT_CMD" "${XLAB_XL_VERBOSE:-}"
     printf 'INSTALL=%q\n' "$INSTALL"
+    printf 'GUEST_PROBE=%q\n' "$CLASSIC"
     printf 'XENSTORED_SEL=%q\nXENSTORED_DEBUG=%q\nXLAB_PVH=%q\n' "$XENSTORED_SEL" "${XLAB_XENSTORED_DEBUG:-}" "${XLAB_PVH:-0}"
   } > "$pl/lab.env"
   # guest initrd = lab initrd + an appended cpio with the guest script (initramfs archives concatenate)

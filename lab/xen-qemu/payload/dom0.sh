@@ -380,7 +380,8 @@ fi
 
 # ---- guest-reping: the guest got a new eth0, DHCP, and pings the gateway again ----------------
 if wait_marker $gcons GUEST reping1 guest-reping 300; then
-  t_ping=$(grep -a -m1 '^@@GUEST reping1 PASS' $gcons | sed -n 's/.* t=\([0-9.]*\) .*/\1/p')
+  # the guest's busybox date has no %N: its t= reads "<seconds>.%N" (1 s resolution)
+  t_ping=$(grep -a -m1 '^@@GUEST reping1 PASS' $gcons | grep -o ' t=[0-9.]*' | head -n1 | cut -d= -f2)
   echo "@@LAB-INFO restart: guest ping answered $(awk -v a=${t_ping:-0} -v b=$t_ready 'BEGIN{printf "%.2f", a-b}') s after the new agent was ready (target 5 s); $(awk -v a=${t_ping:-0} -v b=$t_destroyed 'BEGIN{printf "%.1f", a-b}') s after xl destroy"
 fi
 grep -a '^@@GUEST eth0-gone' $gcons | head -n 2 | sed 's/^/@@LAB-INFO guest: /'

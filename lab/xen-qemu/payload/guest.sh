@@ -38,9 +38,25 @@ say "done"
 # distribution; this initramfs has neither): when netfront's device is removed and a new one
 # is probed (the toolstack re-created the vif, e.g. after the driver domain restarted), a new
 # eth0 appears: bring it up, DHCP, and report the first answered ping with its time.
+# GUEST_PROBE=1 (run.sh --classic): also ping the gateway every ~2 s and print each change of
+# the answer ("probe down|up t=<epoch>"), so that dom0 sees when the guest lost and regained
+# the network even if no new eth0 ever appears.
 n=0
 idx=$(cat /sys/class/net/eth0/ifindex 2>/dev/null)
+pk=0
+pstate=
 while :; do
+  if [ "${GUEST_PROBE:-0}" = 1 ]; then
+    pk=$((pk + 1))
+    if [ $pk -ge 10 ]; then
+      pk=0
+      if ping -c 1 -W 1 "${PING_TARGET:-10.0.2.2}" >/dev/null 2>&1; then pnow=up; else pnow=down; fi
+      if [ "$pnow" != "$pstate" ]; then
+        pstate=$pnow
+        say "probe $pnow t=$(date +%s.%N) eth0 ifindex $(cat /sys/class/net/eth0/ifindex 2>/dev/null || echo none)"
+      fi
+    fi
+  fi
   cur=$(cat /sys/class/net/eth0/ifindex 2>/dev/null)
   if [ -z "$cur" ] && [ -n "$idx" ]; then
     say "eth0-gone t=$(date +%s.%N) (ifindex $idx unregistered)"

@@ -154,5 +154,117 @@ fi
 # ---- steps 10-11: guest DHCP + reachability through the bridge -------------
 wait_marker $CONS/guest-$GUEST_NAME.log GUEST dhcp guest-dhcp "$GUEST_TIMEOUT"
 wait_marker $CONS/guest-$GUEST_NAME.log GUEST ping guest-ping 60
+
+# ==== the driver domain restarts, with xl's own tools only (issue 13's comparison) ==========
+# lib.sh: runc/note/wait_for and a mark that prints a failing step's evidence
+. $P/lib.sh
+ddcons=$CONS/guest-$DD_NAME.log
+gcons=$CONS/guest-$GUEST_NAME.log
+fe=/local/domain/$gid/device/vif/0
+since() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
+diff_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
+exists() { xenstore-list "$1" >/dev/null 2>&1; }
+fe_desc() { echo "frontend $fe state=$(xenstore-read $fe/state 2>&1) backend-id=$(xenstore-read $fe/backend-id 2>&1) backend=$(xenstore-read $fe/backend 2>&1)"; }
+# the guest pings the gateway every ~2 s and prints each change ("@@GUEST probe up|down t=..."),
+# and "@@GUEST reping<n> PASS t=..." when a new eth0 came up and answered (guest.sh)
+probe_ups() { grep -ac '^@@GUEST probe up' $gcons; }
+guest_back() { grep -aq '^@@GUEST reping1 PASS' $gcons || [ "$(probe_ups)" -ge 2 ]; }
+t_of() { grep -o ' t=[0-9.]*' | head -n1 | cut -d= -f2; }   # the first t= of a marker line
+# Times between domains are taken on dom0's clock, when dom0 sees a marker (it polls every
+# 0.5 s): the domUs' wall clocks drift seconds away from dom0's under TCG (seen: the guest 6 s
+# behind), and the guest's busybox date has 1 s resolution. Guest-internal intervals use the
+# guest's own t= values.
+
+# ---- xl-dd-restart: xl destroy dd; xl create dd.cfg (the dd boots its bridge + xl devd again) ----
+wait_for xl-dd-restart 30 "the guest's probe answered once" grep -aq '^@@GUEST probe up' $gcons
+old_dd=$(xl domid $DD_NAME 2>/dev/null)
+be_old=$(xenstore-read $fe/backend 2>/dev/null)
+note xl-dd-restart "before: $(fe_desc)"
+runc xl-dd-restart xl network-list $GUEST_NAME
+runc xl-dd-restart timeout=180 xl destroy $DD_NAME; rc1=$?
+t_destroyed=$(date +%s.%N)
+runc xl-dd-restart timeout=600 xl create /run/dd.cfg; rc2=$?
+ddid2=$(xl domid $DD_NAME 2>/dev/null)
+agent2_seen() { grep -aq '^@@DD agent2 ' $ddcons; }
+wait_for xl-dd-restart $((DD_TIMEOUT + 120)) "the new driver domain's xl devd (@@DD agent2)" agent2_seen
+t_ready=$(date +%s.%N)
+a2=$(grep -a -m1 '^@@DD agent2 ' $ddcons | tr -d '\r')
+grep -a '^@@DD \(lspci2\|bridge2\|agent2\) ' $ddcons | tr -d '\r' | sed 's/^/# dd: /' >> $EV/xl-dd-restart
+# observe for 30 s: does the guest's vif come back by itself?
+OBS=30
+came=no
+end=$((SECONDS + OBS))
+while ((SECONDS < end)); do
+  if guest_back || [ "$(xenstore-read $fe/backend-id 2>/dev/null)" = "$ddid2" ]; then came=yes; break; fi
+  sleep 1
+done
+note xl-dd-restart "after ${OBS}s: $(fe_desc)"
+runc xl-dd-restart xl network-list $GUEST_NAME
+nl_after=$(awk 'NR > 1' $EV/out | tr -s ' ' | head -n 2 | tr '\n' ';')
+old_be_state=$(xenstore-read $be_old/state 2>&1)
+runc xl-dd-restart xenstore-ls -f /libxl/$gid/device/vif
+runc xl-dd-restart xenstore-ls -f /local/domain/$gid/device/vif
+runc xl-dd-restart xenstore-ls -f /local/domain/${ddid2:-x}/backend
+newbe=$(xenstore-list /local/domain/${ddid2:-x}/backend/vif 2>/dev/null | tr '\n' ' ')
+grep -a '^@@GUEST \(probe\|eth0-gone\|reping\)' $gcons | tr -d '\r' | sed 's/^/# guest: /' >> $EV/xl-dd-restart
+pinfo="guest's ping probe: $(grep -aq '^@@GUEST probe down' $gcons && echo "lost" || echo "never lost"), answered again: $( [ "$(probe_ups)" -ge 2 ] && echo yes || echo no), new eth0: $(grep -aq '^@@GUEST reping1' $gcons && echo yes || echo no)"
+if [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ -n "$ddid2" ] && [[ $a2 == *" PASS "* ]]; then
+  mark xl-dd-restart PASS "xl destroy $DD_NAME (domid $old_dd) + xl create: domid $ddid2, xl devd ready $(diff_s $t_ready $t_destroyed) s after the destroy; after ${OBS}s more the vif came back by itself: $came; $(fe_desc); old backend $be_old state='$old_be_state'; vif backends in new dd: [${newbe% }]; xl network-list: $nl_after $pinfo"
+else
+  mark xl-dd-restart FAIL "destroy exit $rc1, create exit $rc2, new domid '$ddid2', devd: '${a2:-no @@DD agent2}'; came back: $came; $(fe_desc)"
+fi
+sed "s/^/@@LAB-INFO xl-dd-restart: /" $EV/xl-dd-restart
+
+# ---- xl-manual-fix: what a user must do by hand, each command timed -----------------------
+MAN=
+MSUM=0
+# tcmd TIMEOUT CMD...: run + time one manual command; its line goes into MAN
+tcmd() {
+  local to=$1 t0 d rc; shift
+  t0=$(date +%s.%N)
+  runc xl-manual-fix timeout=$to "$@"; rc=$?
+  d=$(since $t0)
+  MSUM=$(awk -v a=$MSUM -v b=$d 'BEGIN { print a + b }')
+  MAN+="\`$*\` exit $rc ${d}s$( [ $rc = 0 ] || echo " ($(out1 90))"); "
+  echo "@@LAB-INFO manual: \`$*\` exit $rc after ${d}s: $(out1 200)"
+  return $rc
+}
+# clean_stale: what xenstore still holds for the dead vif after xl network-detach (the frontend
+# and libxl's record block a re-attach with the same devid and MAC)
+clean_stale() {
+  local n
+  for n in $fe /libxl/$gid/device/vif/0; do
+    [ -n "$n" ] && exists $n && tcmd 30 xenstore-rm $n
+  done
+}
+t_fix0=$(date +%s.%N)
+tcmd 120 xl network-detach $GUEST_NAME 0; rc_d=$?
+note xl-manual-fix "after network-detach: $(fe_desc); /libxl entry: $(exists /libxl/$gid/device/vif/0 && echo present || echo gone); old backend: $(exists $be_old && echo present || echo gone)"
+clean_stale
+tcmd 120 xl network-attach $GUEST_NAME mac=$GUEST_MAC backend=$DD_NAME bridge=$BRIDGE; rc_a=$?
+if [ $rc_a != 0 ]; then
+  clean_stale
+  tcmd 120 xl network-attach $GUEST_NAME mac=$GUEST_MAC backend=$DD_NAME bridge=$BRIDGE; rc_a=$?
+fi
+t_fix1=$(date +%s.%N)
+t_ping=
+wait_for xl-manual-fix 240 "the guest pings $PING_TARGET again" guest_back && t_ping=$(date +%s.%N)
+# on the guest's own clock: frontend gone -> new eth0 -> ping answered
+g_gone=$(grep -a -m1 '^@@GUEST eth0-gone' $gcons | tr -d '\r' | t_of)
+g_rep=$(grep -a -m1 '^@@GUEST reping1 PASS' $gcons | tr -d '\r')
+g_new=$(grep -o ' at t=[0-9.]*' <<<"$g_rep" | cut -d= -f2); g_ping=$(t_of <<<"$g_rep")
+ginfo="guest clock: eth0 gone ${g_gone:-?}, new eth0 $( [ -n "$g_gone" ] && [ -n "$g_new" ] && diff_s $g_new $g_gone || echo ?) s later, ping $( [ -n "$g_new" ] && [ -n "$g_ping" ] && diff_s $g_ping $g_new || echo ?) s after that (1 s resolution)"
+runc xl-manual-fix xl network-list $GUEST_NAME
+nl=$(awk 'NR > 1' $EV/out | tr -s ' ' | head -n 2 | tr '\n' ';')
+newdev=$(awk -v be="$ddid2" 'NR > 1 && $2 == be { print $1; exit }' $EV/out)
+grep -a '^@@DD vif2 ' $ddcons | tr -d '\r' | sed 's/^/# dd: /' >> $EV/xl-manual-fix
+grep -a '^@@GUEST \(probe\|eth0-gone\|reping\)' $gcons | tr -d '\r' | sed 's/^/# guest: /' >> $EV/xl-manual-fix
+if [ -n "$t_ping" ] && [ -n "$newdev" ]; then
+  mark xl-manual-fix PASS "by hand: ${MAN}commands took ${MSUM}s; guest ping answered $(diff_s $t_ping $t_fix0) s after the first manual command ($(diff_s $t_ping $t_fix1) s after the last), $(diff_s $t_ping $t_ready) s after the new xl devd was ready (incl. the ${OBS}s observation = a person noticing), $(diff_s $t_ping $t_destroyed) s after xl destroy (dom0 clock); $ginfo; xl network-list: $nl"
+else
+  mark xl-manual-fix FAIL "by hand: ${MAN}guest ping back: ${t_ping:-no}; vif toward $ddid2 in xl network-list: ${newdev:-none} ($nl)"
+fi
+note xl-manual-fix "left behind: the dead backend's $be_old $(exists $be_old && echo "still in xenstore (state $(xenstore-read $be_old/state 2>&1))" || echo gone)"
+sed "s/^/@@LAB-INFO xl-manual-fix: /" $EV/xl-manual-fix
 sleep 1
 finish ok
