@@ -303,7 +303,10 @@ impl<'a, H: Host> Reconciler<'a, H> {
                 format!("backend in {}", self.name_of(be).await),
             ),
             Side::Hotplug(be) => (
-                format!("hotplug-status {shown}"),
+                format!(
+                    "hotplug-status {}",
+                    if shown.is_empty() { "(empty)" } else { &shown }
+                ),
                 format!("agent of {}", self.name_of(be).await),
             ),
         };
