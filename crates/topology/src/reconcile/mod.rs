@@ -18,7 +18,10 @@
 //!    another domain's name — a recycled domid): every vif it served is
 //!    cleaned up — frontend directory, backend directory, `/libxl` record,
 //!    in one transaction — so nothing stale blocks a re-attach ("MAC
-//!    already exists") and no other domain inherits the nodes. A Linux
+//!    already exists") and no other domain inherits the nodes; so are the
+//!    backends it left in other domains' homes as a frontend (its PCI
+//!    backend in dom0, a dead guest's vifs in a driver domain: [`sweep`]),
+//!    which a domain given the same domid later would inherit. A Linux
 //!    guest reacts to the removal of its frontend directory by
 //!    unregistering the device (`xenbus_dev_changed` →
 //!    `xenbus_cleanup_devices` → `xennet_remove`, see
@@ -38,6 +41,7 @@
 pub mod journal;
 pub mod memory;
 mod pass;
+mod sweep;
 pub mod vif_move;
 
 use std::collections::{BTreeMap, HashMap};

@@ -170,9 +170,24 @@ impl<H: Host> Reconciler<'_, H> {
                 Some(_) => None,
             };
             if let Some(reason) = reason {
+                self.event(EventKind::Domain, &name, Some(id), None, "gone", reason);
+                let removed = super::sweep::stale_backends_of(&xs, id).await?;
+                if !removed.is_empty() {
+                    self.event(
+                        EventKind::Action,
+                        &name,
+                        Some(id),
+                        None,
+                        "remove stale backends",
+                        format!(
+                            "left by the dead domain {id}, so that no domain given domid {id} \
+                             later inherits them: {}",
+                            removed.join(", ")
+                        ),
+                    );
+                }
                 memory::forget_seen(&xs, id).await?;
                 self.seen.remove(&id);
-                self.event(EventKind::Domain, &name, Some(id), None, "gone", reason);
             }
         }
         Ok(())
