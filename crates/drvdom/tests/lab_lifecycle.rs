@@ -1,0 +1,496 @@
+//! Issue 13 on the simulated host: guests stay connected while their
+//! driver domains restart (each in turn, then both at once), vifs move
+//! between driver domains live (and back when the new one does not
+//! connect), and the safety cases: a driver domain that never comes back,
+//! a dead domain's home left behind (`--keep-home`), a guest destroyed
+//! during a reconnect, the reconcile daemon SIGKILLed mid-way.
+//!
+//! Real processes throughout: the lab's xenstored, netbacks, netfronts,
+//! agents and the `drvdom reconcile` daemon `lab up` starts in dom0; real
+//! namespaces, bridges and ICMP. Every wait is on a condition with a
+//! deadline.
+
+mod lab_support;
+mod schema_support;
+
+use std::collections::BTreeMap;
+
+use lab_support::TestLab;
+use schema_support::assert_valid;
+use serde_json::Value;
+use xenstore::AsyncClient;
+
+/// Two driver domains; `web` has a vif on each; `db` is on dd2 only and
+/// `app` on dd1 only, so every guest has a peer through each driver
+/// domain it uses.
+const HOST: &str = r#"
+version = 1
+
+[[driver_domain]]
+name = "dd1"
+nics = ["0000:03:00.0"]
+
+[[driver_domain.bridge]]
+name = "xenbr0"
+uplink = "0000:03:00.0"
+
+[[driver_domain]]
+name = "dd2"
+nics = ["0000:05:00.0"]
+
+[[driver_domain.bridge]]
+name = "inner"
+
+[[guest]]
+name = "web"
+
+[[guest.vif]]
+backend = "dd1"
+mac = "00:16:3e:4c:00:01"
+ip = ["198.51.100.41/24"]
+
+[[guest.vif]]
+backend = "dd2"
+bridge = "inner"
+mac = "00:16:3e:4c:00:02"
+ip = ["192.0.2.41/24"]
+
+[[guest]]
+name = "db"
+
+[[guest.vif]]
+backend = "dd2"
+bridge = "inner"
+mac = "00:16:3e:4c:00:03"
+ip = ["192.0.2.42/24"]
+
+[[guest]]
+name = "app"
+
+[[guest.vif]]
+backend = "dd1"
+mac = "00:16:3e:4c:00:04"
+ip = ["198.51.100.43/24"]
+"#;
+
+/// (guest, devid, driver domain, bridge, mac) of every vif of [`HOST`].
+const VIFS: &[(&str, u32, &str, &str, &str)] = &[
+    ("web", 0, "dd1", "xenbr0", "00:16:3e:4c:00:01"),
+    ("web", 1, "dd2", "inner", "00:16:3e:4c:00:02"),
+    ("db", 0, "dd2", "inner", "00:16:3e:4c:00:03"),
+    ("app", 0, "dd1", "xenbr0", "00:16:3e:4c:00:04"),
+];
+
+/// The outside host beyond dd1's NIC.
+const OUTSIDE: &str = "198.51.100.254";
+
+struct Lab {
+    lab: TestLab,
+    file: String,
+    rt: tokio::runtime::Runtime,
+    xs: AsyncClient,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let lab = TestLab::new();
+        let file = lab.root.path().join("host.toml");
+        std::fs::write(&file, HOST).unwrap();
+        let file = file.to_str().unwrap().to_string();
+        let v = lab.up_detached_with(&["--topology", &file]);
+        lab_support::assert_all_pass(&v);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let xs = rt.block_on(AsyncClient::connect(lab.socket_of(0))).unwrap();
+        let l = Lab { lab, file, rt, xs };
+        // The daemon has seen every domain running before anything dies.
+        l.wait_event("reconcile saw every domain running", |e| {
+            e["kind"] == "domain" && e["domain"] == "app" && e["what"] == "running"
+        });
+        l
+    }
+
+    fn name(&self) -> &str {
+        &self.lab.name
+    }
+
+    fn domid(&self, name: &str) -> Option<u16> {
+        self.lab.state()["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .map(|d| u16::try_from(d["domid"].as_u64().unwrap()).unwrap())
+    }
+
+    /// `lab restart DOMAINS... [extra] --json`, validated: old → new domid.
+    fn restart(&self, domains: &[&str], extra: &[&str]) -> BTreeMap<String, (u16, Option<u16>)> {
+        let mut args = vec!["lab", "restart"];
+        args.extend_from_slice(domains);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--json", "--lab", self.name()]);
+        let out = self.lab.ok(&args);
+        assert_valid(&out, "drvdom/lab-restart/1");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let mut m = BTreeMap::new();
+        for d in v["domains"].as_array().unwrap() {
+            let old = u16::try_from(d["old_domid"].as_u64().unwrap()).unwrap();
+            let new = d["new_domid"].as_u64().map(|n| u16::try_from(n).unwrap());
+            if let Some(n) = new {
+                assert_ne!(n, old, "{v:#}");
+            }
+            m.insert(d["domain"].as_str().unwrap().to_string(), (old, new));
+        }
+        assert_eq!(m.len(), domains.len(), "{v:#}");
+        m
+    }
+
+    /// `lab status --json`'s vif `devid` of `guest`, if any.
+    fn vif(&self, guest: &str, devid: u32) -> Option<Value> {
+        let o = self.lab.run(&["lab", "status", "--json", "--lab", self.name()]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["domains"]
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == guest)?["vifs"]
+            .as_array()?
+            .iter()
+            .find(|x| x["devid"] == devid)
+            .cloned()
+    }
+
+    /// Wait until vif `devid` of `guest` is Connected on both ends, hotplug
+    /// connected, toward `dd`'s current domid, on `bridge` there, with
+    /// `mac`, and its port is on that bridge in `dd`.
+    fn wait_connected(&self, guest: &str, devid: u32, dd: &str, bridge: &str, mac: &str) {
+        let be = self.domid(dd).unwrap();
+        let mut last = None;
+        lab_support::wait(&format!("{guest}/{devid} Connected toward {dd}"), || {
+            let v = self.vif(guest, devid);
+            let ok = v.as_ref().is_some_and(|v| {
+                v["frontend_state"] == "Connected"
+                    && v["backend_state"] == "Connected"
+                    && v["hotplug_status"] == "connected"
+                    && v["backend"] == be
+            });
+            last = v;
+            ok
+        });
+        let v = last.unwrap();
+        assert_eq!(v["mac"], mac, "{v:#}");
+        assert_eq!(v["bridge"], bridge, "{v:#}");
+        let fe = self.domid(guest).unwrap();
+        let port = format!("vif{fe}.{devid}");
+        lab_support::wait(&format!("{port} on {bridge} in {dd}"), || {
+            self.lab.bridge_ports(dd, bridge).contains(&port)
+        });
+        // The guest's interface carries the same MAC.
+        let eth = self.lab.link(guest, &format!("eth{devid}")).unwrap();
+        assert_eq!(eth.mac.as_deref(), Some(mac), "{eth:?}");
+    }
+
+    fn wait_all_connected(&self) {
+        for (g, d, dd, br, mac) in VIFS {
+            self.wait_connected(g, *d, dd, br, mac);
+        }
+    }
+
+    /// Every guest reaches its peers through each driver domain.
+    fn assert_pings(&self) {
+        for (from, to) in [
+            ("web", "192.0.2.42"),
+            ("db", "192.0.2.41"),
+            ("web", "198.51.100.43"),
+            ("app", "198.51.100.41"),
+            ("web", OUTSIDE),
+            ("app", OUTSIDE),
+        ] {
+            assert!(self.lab.ping(from, to), "{from} -> {to}");
+        }
+    }
+
+    /// `verify --lab L FILE` exits 0 (its JSON validated).
+    fn assert_verify(&self) {
+        let out = self
+            .lab
+            .run(&["verify", "--lab", self.name(), &self.file, "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "verify failed: {text}");
+        assert_valid(&text, "drvdom/verify/1");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["ok"], true, "{v:#}");
+    }
+
+    /// `events --json`, every line validated.
+    fn events(&self) -> Vec<Value> {
+        let out = self.lab.ok(&["events", "--json", "--lab", self.name()]);
+        assert_valid(&out, "drvdom/event/1");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn wait_event(&self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
+        let mut found = None;
+        lab_support::wait(&format!("event: {what}"), || {
+            found = self.events().into_iter().find(&mut f);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// `reconcile --status --json`, validated: (guest, devid) → entry.
+    fn status(&self) -> BTreeMap<(String, u64), Value> {
+        let out = self.lab.ok(&[
+            "reconcile",
+            "--status",
+            "--json",
+            "--lab",
+            self.name(),
+        ]);
+        assert_valid(&out, "drvdom/reconcile-status/1");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["vifs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    (
+                        w["guest"].as_str().unwrap().to_string(),
+                        w["devid"].as_u64().unwrap(),
+                    ),
+                    w.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn ls(&self, dir: &str) -> Vec<String> {
+        match self.rt.block_on(self.xs.directory(dir)) {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => panic!("list {dir}: {e}"),
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<String> {
+        self.rt
+            .block_on(self.xs.read_opt(path))
+            .unwrap()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Every backend directory in any domain's home naming `fe` as its
+    /// frontend: `(backend domid, kind, devid)`.
+    fn backends_toward(&self, fe: u16) -> Vec<String> {
+        let mut out = Vec::new();
+        for be in self.ls("/local/domain") {
+            for kind in self.ls(&format!("/local/domain/{be}/backend")) {
+                for d in self.ls(&format!("/local/domain/{be}/backend/{kind}/{fe}")) {
+                    out.push(format!("/local/domain/{be}/backend/{kind}/{fe}/{d}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// No node of the dead domain `old` is left anywhere a domain given
+    /// that domid later would inherit it, and no frontend points at it.
+    fn assert_nothing_of(&self, old: u16) {
+        assert!(self.read(&format!("/local/domain/{old}/name")).is_none());
+        assert!(self.ls(&format!("/local/domain/{old}")).is_empty());
+        assert!(self.ls(&format!("/libxl/{old}")).is_empty());
+        assert_eq!(self.backends_toward(old), Vec::<String>::new());
+        for fe in self.ls("/local/domain") {
+            for d in self.ls(&format!("/local/domain/{fe}/device/vif")) {
+                let be = self.read(&format!("/local/domain/{fe}/device/vif/{d}/backend-id"));
+                assert_ne!(
+                    be.as_deref(),
+                    Some(old.to_string().as_str()),
+                    "frontend {fe}/{d} still points at dead domain {old}"
+                );
+            }
+        }
+    }
+
+    /// Each MAC is used by exactly one vif (frontend node and xl record)
+    /// and each guest has one interface per vif: nothing stale that a
+    /// re-attach would collide with ("MAC already exists").
+    fn assert_macs_unique(&self) {
+        let mut fe_macs = Vec::new();
+        let mut libxl_macs = Vec::new();
+        for fe in self.ls("/local/domain") {
+            for d in self.ls(&format!("/local/domain/{fe}/device/vif")) {
+                fe_macs.extend(self.read(&format!("/local/domain/{fe}/device/vif/{d}/mac")));
+            }
+            for d in self.ls(&format!("/libxl/{fe}/device/vif")) {
+                let be = self.read(&format!("/libxl/{fe}/device/vif/{d}/backend"));
+                if let Some(be) = be {
+                    libxl_macs.extend(self.read(&format!("{be}/mac")));
+                }
+            }
+        }
+        for m in [&mut fe_macs, &mut libxl_macs] {
+            m.sort();
+        }
+        let mut want: Vec<String> = VIFS.iter().map(|v| v.4.to_string()).collect();
+        want.sort();
+        assert_eq!(fe_macs, want, "frontend MACs");
+        assert_eq!(libxl_macs, want, "MACs of xl's records' backends");
+        for g in ["web", "db", "app"] {
+            let eths = self
+                .lab
+                .links(g)
+                .into_iter()
+                .filter(|l| l.name.starts_with("eth"))
+                .count();
+            let n = VIFS.iter().filter(|v| v.0 == g).count();
+            assert_eq!(eths, n, "{g}'s interfaces");
+        }
+    }
+
+    /// The reconcile actions for vif `devid` of `guest` after its driver
+    /// domain came back as `new`: cleanup, re-create toward it, reconnected.
+    fn assert_reconciled(&self, guest: &str, devid: u32, dd: &str, old: u16, new: u16) {
+        let dev = format!("vif/{devid}");
+        let is = |e: &Value, what: &str| {
+            e["kind"] == "action" && e["domain"] == guest && e["device"] == dev && e["what"] == what
+        };
+        self.wait_event(&format!("{guest} {dev} reconnected toward {new}"), |e| {
+            is(e, "reconnected")
+                && e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("toward {dd} (domain {new})"))
+        });
+        let evs = self.events();
+        let cleanup = format!("its backend {dd} (domain {old}) is gone");
+        assert!(
+            evs.iter()
+                .any(|e| is(e, "cleanup") && e["reason"].as_str().unwrap().contains(&cleanup)),
+            "no cleanup of {guest} {dev} after {dd} ({old}) died"
+        );
+        let recreate = format!("{dd} is back as domain {new}");
+        assert!(
+            evs.iter()
+                .any(|e| is(e, "re-create") && e["reason"].as_str().unwrap().contains(&recreate)),
+            "no re-create of {guest} {dev} toward {new}"
+        );
+    }
+
+    /// Everything is back: vifs, peers, verify, reconcile status.
+    fn assert_all_back(&self) {
+        self.wait_all_connected();
+        self.assert_pings();
+        self.assert_verify();
+        self.assert_macs_unique();
+        let st = self.status();
+        for (g, d, dd, _, mac) in VIFS {
+            let w = &st[&((*g).to_string(), u64::from(*d))];
+            assert_eq!(w["backend"], *dd, "{w:#}");
+            assert_eq!(w["mac"], *mac, "{w:#}");
+            assert_eq!(w["backend_domid"], self.domid(dd).unwrap(), "{w:#}");
+        }
+        lab_support::wait("reconcile keeps every vif active", || {
+            self.status().values().all(|w| w["phase"] == "active")
+        });
+    }
+
+    fn pid_of(&self, role: &str) -> i32 {
+        self.lab.pid_of(role)
+    }
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+#[test]
+fn guests_reconnect_when_driver_domains_restart_in_turn_and_together() {
+    let _bins = require_lab!();
+    let l = Lab::up();
+    l.assert_pings();
+    for round in [&["dd1"][..], &["dd2"][..], &["dd1", "dd2"][..]] {
+        let r = l.restart(round, &[]);
+        for (g, d, dd, _, _) in VIFS {
+            if let Some((old, Some(new))) = r.get(*dd) {
+                l.assert_reconciled(g, *d, dd, *old, *new);
+            }
+        }
+        l.assert_all_back();
+        for (old, _) in r.values() {
+            l.assert_nothing_of(*old);
+        }
+    }
+    // The history says what happened, with the state changes seen.
+    let evs = l.events();
+    assert!(
+        evs.iter()
+            .any(|e| e["kind"] == "state" && e["what"] == "backend state Connected (4)"),
+        "no backend state change recorded"
+    );
+    assert!(evs.iter().all(|e| e["kind"] != "error"), "errors: {evs:#?}");
+    l.lab.ok(&["lab", "down", "--lab", l.name()]);
+    l.lab.assert_gone();
+}
+
+#[test]
+fn vif_moves_there_and_back_and_a_move_to_a_dead_agent_rolls_back() {
+    let _bins = require_lab!();
+    let l = Lab::up();
+    let mac = "00:16:3e:4c:00:01";
+    let mv = |to: &str, bridge: &str, extra: &[&str]| {
+        let mut args = vec![
+            "vif", "move", "web", "0", "--to", to, "--bridge", bridge, "--json", "--lab",
+        ];
+        args.push(l.name());
+        args.extend_from_slice(extra);
+        l.lab.run(&args)
+    };
+    // There: web's vif 0 from dd1/xenbr0 to dd2/inner, same MAC and devid.
+    let o = mv("dd2", "inner", &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert_valid(&out, "drvdom/vif-move/1");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["moved"], true, "{v:#}");
+    assert_eq!(v["from"], "dd1");
+    assert_eq!(v["mac"], mac);
+    l.wait_connected("web", 0, "dd2", "inner", mac);
+    let fe = l.domid("web").unwrap();
+    assert!(!l.lab.bridge_ports("dd1", "xenbr0").contains(&format!("vif{fe}.0")));
+    assert!(l.backends_toward(fe).iter().all(|b| !b.starts_with(&format!(
+        "/local/domain/{}/",
+        l.domid("dd1").unwrap()
+    ))));
+    // And back.
+    let o = mv("dd1", "xenbr0", &[]);
+    assert!(o.status.success(), "{o:?}");
+    l.wait_connected("web", 0, "dd1", "xenbr0", mac);
+    l.assert_pings();
+    l.assert_verify();
+
+    // dd2's agent is dead: the move does not connect and is rolled back.
+    signal(l.pid_of("agent-dd2"), nix::sys::signal::Signal::SIGKILL);
+    let o = mv("dd2", "inner", &["--timeout", "2"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_valid(&out, "drvdom/vif-move/1");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["moved"], false, "{v:#}");
+    assert_eq!(v["rolled_back"], true, "{v:#}");
+    let why = v["reason"].as_str().unwrap();
+    assert!(
+        why.contains("not connected") && why.contains("agent"),
+        "{why}"
+    );
+    l.wait_connected("web", 0, "dd1", "xenbr0", mac);
+    assert!(l.lab.ping("web", OUTSIDE));
+    let ev = l.wait_event("rolled back", |e| e["what"] == "rolled back");
+    assert_eq!(ev["domain"], "web");
+    l.lab.ok(&["lab", "down", "--lab", l.name()]);
+    l.lab.assert_gone();
+}
