@@ -234,7 +234,12 @@ impl Lab {
 
     fn wait_event(&self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
         let mut found = None;
+        let journal = self.lab.dir().join("events.jsonl");
         lab_support::wait(&format!("event: {what}"), || {
+            // The daemon creates its journal when it starts.
+            if !journal.exists() {
+                return false;
+            }
             found = self.events().into_iter().find(&mut f);
             found.is_some()
         });
@@ -491,6 +496,160 @@ fn vif_moves_there_and_back_and_a_move_to_a_dead_agent_rolls_back() {
     assert!(l.lab.ping("web", OUTSIDE));
     let ev = l.wait_event("rolled back", |e| e["what"] == "rolled back");
     assert_eq!(ev["domain"], "web");
+    l.lab.ok(&["lab", "down", "--lab", l.name()]);
+    l.lab.assert_gone();
+}
+
+#[test]
+fn a_driver_domain_that_stays_down_leaves_its_guests_waiting_and_nothing_stale() {
+    let _bins = require_lab!();
+    let l = Lab::up();
+    // dd2 dies and is not created again.
+    let r = l.restart(&["dd2"], &["--stay-down"]);
+    let (old2, new2) = r["dd2"];
+    assert_eq!(new2, None);
+    for (g, d) in [("web", 1u32), ("db", 0)] {
+        let dev = format!("vif/{d}");
+        let ev = l.wait_event(&format!("{g} {dev} waiting for dd2"), |e| {
+            e["kind"] == "wait" && e["domain"] == g && e["device"] == dev
+        });
+        assert!(
+            ev["what"].as_str().unwrap().contains("waiting for dd2"),
+            "{ev:#}"
+        );
+    }
+    let st = l.status();
+    for k in [("web", 1u64), ("db", 0)] {
+        let w = &st[&(k.0.to_string(), k.1)];
+        assert_eq!(w["phase"], "waiting", "{w:#}");
+        assert_eq!(w["backend"], "dd2", "{w:#}");
+    }
+    assert_eq!(st[&("web".to_string(), 0)]["phase"], "active");
+    // Nothing of the dead backend is left: no home, no backend toward
+    // anyone, no frontend or xl record of the vifs it served, and the
+    // guests unregistered their devices (Linux's xennet_remove).
+    l.assert_nothing_of(old2);
+    let web = l.domid("web").unwrap();
+    let db = l.domid("db").unwrap();
+    assert_eq!(l.ls(&format!("/local/domain/{web}/device/vif")), ["0"]);
+    assert!(l.ls(&format!("/local/domain/{db}/device/vif")).is_empty());
+    assert_eq!(l.ls(&format!("/libxl/{web}/device/vif")), ["0"]);
+    assert!(l.ls(&format!("/libxl/{db}/device/vif")).is_empty());
+    lab_support::wait("the guests' dd2 interfaces unregistered", || {
+        l.lab.link("web", "eth1").is_none() && l.lab.link("db", "eth0").is_none()
+    });
+    // The rest is untouched.
+    l.wait_connected("web", 0, "dd1", "xenbr0", "00:16:3e:4c:00:01");
+    assert!(l.lab.ping("web", OUTSIDE));
+    assert!(l.lab.ping("web", "198.51.100.43"));
+
+    // The host file brings dd2 back (apply creates it); the waiting vifs
+    // connect to it with their MACs, nothing collides.
+    l.lab.ok(&["apply", "--lab", l.name(), &l.file]);
+    l.assert_all_back();
+
+    // dd1 dies with its toolstack (its home left behind, no longer
+    // introduced: what a recycled domid would inherit): the daemon removes
+    // the home and every backend naming the dead domid.
+    let r = l.restart(&["dd1"], &["--keep-home"]);
+    let (old1, Some(new1)) = r["dd1"] else {
+        panic!("{r:?}")
+    };
+    l.wait_event("the left home removed", |e| {
+        e["kind"] == "domain"
+            && e["domid"] == old1
+            && e["what"] == "gone"
+            && e["reason"].as_str().unwrap().contains("no longer introduced")
+    });
+    l.wait_event("its PCI backend in dom0 removed", |e| {
+        e["what"] == "remove stale backends"
+            && e["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/local/domain/0/backend/pci/{old1}"))
+    });
+    l.assert_reconciled("web", 0, "dd1", old1, new1);
+    l.assert_reconciled("app", 0, "dd1", old1, new1);
+    l.assert_all_back();
+    l.assert_nothing_of(old1);
+    l.lab.ok(&["lab", "down", "--lab", l.name()]);
+    l.lab.assert_gone();
+}
+
+#[test]
+fn reconcile_killed_mid_way_converges_and_a_guest_destroyed_during_a_reconnect_is_let_go() {
+    let _bins = require_lab!();
+    let l = Lab::up();
+    // SIGKILL the daemon right after it cleaned up the first vif of the
+    // dead dd1 and before it re-created it.
+    let daemon = l.pid_of("reconcile");
+    let r = l.restart(&["dd1"], &[]);
+    let (old1, Some(new1)) = r["dd1"] else {
+        panic!("{r:?}")
+    };
+    l.wait_event("a cleanup", |e| e["what"] == "cleanup");
+    signal(daemon, nix::sys::signal::Signal::SIGKILL);
+    lab_support::wait("reconcile dead", || {
+        !std::path::Path::new(&format!("/proc/{daemon}")).exists()
+            || std::fs::read_to_string(format!("/proc/{daemon}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    // Its memory survived it: the vifs it was handling are not active.
+    let st = l.status();
+    assert!(
+        st.values()
+            .any(|w| w["backend"] == "dd1" && w["phase"] != "active"),
+        "{st:#?}"
+    );
+    // A new daemon converges from what it observes.
+    let out = l.lab.ok(&["lab", "restart", "reconcile", "--lab", l.name()]);
+    assert!(out.contains("reconcile restarted"), "{out}");
+    assert_ne!(l.pid_of("reconcile"), daemon);
+    l.assert_reconciled("web", 0, "dd1", old1, new1);
+    l.assert_reconciled("app", 0, "dd1", old1, new1);
+    l.assert_all_back();
+    l.assert_nothing_of(old1);
+
+    // db's kernel is frozen (its frontend cannot connect), dd2 restarts,
+    // the daemon re-creates db's vif, and db is destroyed while that vif
+    // is reconnecting.
+    let netfront_db = l.pid_of("netfront-db");
+    signal(netfront_db, nix::sys::signal::Signal::SIGSTOP);
+    let r = l.restart(&["dd2"], &[]);
+    let (_, Some(new2)) = r["dd2"] else {
+        panic!("{r:?}")
+    };
+    l.wait_event("db's vif re-created", |e| {
+        e["what"] == "re-create"
+            && e["domain"] == "db"
+            && e["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("as domain {new2}"))
+    });
+    assert_eq!(l.status()[&("db".to_string(), 0)]["phase"], "attaching");
+    let db = l.domid("db").unwrap();
+    let r = l.restart(&["db"], &["--stay-down"]);
+    assert_eq!(r["db"], (db, None));
+    // Let go: forgotten, its backend in dd2 removed (the agent unplugs the
+    // port), web's vif on dd2 unaffected.
+    l.wait_event("db's vif forgotten", |e| {
+        e["what"] == "forget" && e["domain"] == "db"
+    });
+    lab_support::wait("db's backend in dd2 removed", || {
+        l.backends_toward(db).is_empty()
+    });
+    l.assert_nothing_of(db);
+    lab_support::wait("db's port gone from dd2's bridge", || {
+        !l
+            .lab
+            .bridge_ports("dd2", "inner")
+            .contains(&format!("vif{db}.0"))
+    });
+    assert!(!l.status().contains_key(&("db".to_string(), 0)));
+    l.wait_connected("web", 1, "dd2", "inner", "00:16:3e:4c:00:02");
+    let evs = l.events();
+    assert!(evs.iter().all(|e| e["kind"] != "error"), "errors: {evs:#?}");
     l.lab.ok(&["lab", "down", "--lab", l.name()]);
     l.lab.assert_gone();
 }
