@@ -226,6 +226,9 @@ impl Lab {
     /// `events --json`, every line validated.
     fn events(&self) -> Vec<Value> {
         let out = self.lab.ok(&["events", "--json", "--lab", self.name()]);
+        if out.trim().is_empty() {
+            return Vec::new(); // the daemon has just created its journal
+        }
         assert_valid(&out, "drvdom/event/1");
         out.lines()
             .map(|l| serde_json::from_str(l).unwrap())
