@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+
 use xenbus::VifInfo;
 use xenstore::{Access, AsyncClient, DomId};
 
@@ -668,31 +669,18 @@ impl<H: Host> Reconciler<'_, H> {
         }
 
         // 4. The guest's own configuration of reconnected vifs (the
-        //    simulated host's ifup; nothing on a real host).
+        //    simulated host's ifup; nothing on a real host), in the
+        //    background: a guest's interface may take a second to come up,
+        //    and the next vifs must not wait for it.
         let host = self.host;
-        let done: Vec<(WantVif, u16, crate::Result<()>)> = futures::stream::iter(connected)
-            .map(|(w, fe)| async move {
+        for (w, fe) in connected {
+            self.configuring.push(Box::pin(async move {
                 let r = match w.to_vif() {
                     Some(v) => host.vif_connected(&w.guest, DomId(fe), &v).await,
                     None => Ok(()),
                 };
                 (w, fe, r)
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (w, fe, r) in done {
-            if let Err(e) = r {
-                let msg = crate::apply::error_chain(&e);
-                self.event(
-                    EventKind::Error,
-                    &w.guest,
-                    Some(fe),
-                    dev(w.devid),
-                    "guest configuration failed",
-                    msg,
-                );
-            }
+            }));
         }
         Ok(next)
     }
