@@ -10,6 +10,8 @@
 //! namespaces, bridges and ICMP. Every wait is on a condition with a
 //! deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod lab_support;
 mod schema_support;
 
@@ -149,7 +151,9 @@ impl Lab {
 
     /// `lab status --json`'s vif `devid` of `guest`, if any.
     fn vif(&self, guest: &str, devid: u32) -> Option<Value> {
-        let o = self.lab.run(&["lab", "status", "--json", "--lab", self.name()]);
+        let o = self
+            .lab
+            .run(&["lab", "status", "--json", "--lab", self.name()]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
         v["domains"]
             .as_array()?
@@ -251,13 +255,9 @@ impl Lab {
 
     /// `reconcile --status --json`, validated: (guest, devid) → entry.
     fn status(&self) -> BTreeMap<(String, u64), Value> {
-        let out = self.lab.ok(&[
-            "reconcile",
-            "--status",
-            "--json",
-            "--lab",
-            self.name(),
-        ]);
+        let out = self
+            .lab
+            .ok(&["reconcile", "--status", "--json", "--lab", self.name()]);
         assert_valid(&out, "drvdom/reconcile-status/1");
         let v: Value = serde_json::from_str(&out).unwrap();
         v["vifs"]
@@ -461,7 +461,11 @@ fn vif_moves_there_and_back_and_a_move_to_a_dead_agent_rolls_back() {
     // There: web's vif 0 from dd1/xenbr0 to dd2/inner, same MAC and devid.
     let o = mv("dd2", "inner", &[]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_valid(&out, "drvdom/vif-move/1");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["moved"], true, "{v:#}");
@@ -469,11 +473,16 @@ fn vif_moves_there_and_back_and_a_move_to_a_dead_agent_rolls_back() {
     assert_eq!(v["mac"], mac);
     l.wait_connected("web", 0, "dd2", "inner", mac);
     let fe = l.domid("web").unwrap();
-    assert!(!l.lab.bridge_ports("dd1", "xenbr0").contains(&format!("vif{fe}.0")));
-    assert!(l.backends_toward(fe).iter().all(|b| !b.starts_with(&format!(
-        "/local/domain/{}/",
-        l.domid("dd1").unwrap()
-    ))));
+    assert!(
+        !l.lab
+            .bridge_ports("dd1", "xenbr0")
+            .contains(&format!("vif{fe}.0"))
+    );
+    assert!(
+        l.backends_toward(fe)
+            .iter()
+            .all(|b| !b.starts_with(&format!("/local/domain/{}/", l.domid("dd1").unwrap())))
+    );
     // And back.
     let o = mv("dd1", "xenbr0", &[]);
     assert!(o.status.success(), "{o:?}");
@@ -562,7 +571,10 @@ fn a_driver_domain_that_stays_down_leaves_its_guests_waiting_and_nothing_stale()
         e["kind"] == "domain"
             && e["domid"] == old1
             && e["what"] == "gone"
-            && e["reason"].as_str().unwrap().contains("no longer introduced")
+            && e["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no longer introduced")
     });
     l.wait_event("its PCI backend in dom0 removed", |e| {
         e["what"] == "remove stale backends"
@@ -605,7 +617,9 @@ fn reconcile_killed_mid_way_converges_and_a_guest_destroyed_during_a_reconnect_i
         "{st:#?}"
     );
     // A new daemon converges from what it observes.
-    let out = l.lab.ok(&["lab", "restart", "reconcile", "--lab", l.name()]);
+    let out = l
+        .lab
+        .ok(&["lab", "restart", "reconcile", "--lab", l.name()]);
     assert!(out.contains("reconcile restarted"), "{out}");
     assert_ne!(l.pid_of("reconcile"), daemon);
     l.assert_reconciled("web", 0, "dd1", old1, new1);
@@ -644,8 +658,7 @@ fn reconcile_killed_mid_way_converges_and_a_guest_destroyed_during_a_reconnect_i
     });
     l.assert_nothing_of(db);
     lab_support::wait("db's port gone from dd2's bridge", || {
-        !l
-            .lab
+        !l.lab
             .bridge_ports("dd2", "inner")
             .contains(&format!("vif{db}.0"))
     });

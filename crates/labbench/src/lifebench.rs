@@ -117,7 +117,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = self.cmd().args(["lab", "down", "--lab", &self.name]).output();
+        let _ = self
+            .cmd()
+            .args(["lab", "down", "--lab", &self.name])
+            .output();
     }
 }
 
@@ -249,7 +252,9 @@ async fn round(lab: &Lab, xs: &AsyncClient, args: &Args) -> anyhow::Result<Round
         d["died_ms"].as_u64().context("died_ms")?,
         d["ready_ms"].as_u64().context("ready_ms")?,
     );
-    let be = DomId(u16::try_from(d["new_domid"].as_u64().context("new_domid")?)?);
+    let be = DomId(u16::try_from(
+        d["new_domid"].as_u64().context("new_domid")?,
+    )?);
     let mut waits = Vec::new();
     for fe in &guests {
         for n in 0..args.vifs_per_guest {
@@ -369,6 +374,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::print_stderr)] // the program's own error report
 fn main() -> ExitCode {
     let args = Args::parse();
     if !nix::unistd::geteuid().is_root() {

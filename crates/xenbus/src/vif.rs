@@ -484,8 +484,9 @@ async fn same_device(
     }
     let state = text(tx.read_opt(&bpath.key(keys::STATE)).await?);
     let closing = state.as_deref().is_none_or(|s| {
-        XenbusState::parse_bytes(s.as_bytes())
-            .map_or(true, |s| matches!(s, XenbusState::Closing | XenbusState::Closed))
+        XenbusState::parse_bytes(s.as_bytes()).map_or(true, |s| {
+            matches!(s, XenbusState::Closing | XenbusState::Closed)
+        })
     });
     Ok(!closing)
 }

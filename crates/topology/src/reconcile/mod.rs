@@ -298,7 +298,11 @@ impl<'a, H: Host> Reconciler<'a, H> {
     async fn pass_logged(&mut self) -> Option<Duration> {
         let t = std::time::Instant::now();
         let r = self.pass().await;
-        tracing::debug!(millis = t.elapsed().as_millis(), ok = r.is_ok(), "reconcile pass");
+        tracing::debug!(
+            millis = t.elapsed().as_millis(),
+            ok = r.is_ok(),
+            "reconcile pass"
+        );
         match r {
             Ok(n) => n,
             Err(e) => {
