@@ -222,8 +222,9 @@ impl Lab {
     }
 
     fn attacker_port_opt(&self) -> Option<Value> {
-        let rows = self.json(&["bridge", "show", "--domain", "netdd", "--json"]);
-        rows.as_array()?
+        let doc = self.json(&["bridge", "show", "--domain", "netdd", "--json"]);
+        doc["bridges"]
+            .as_array()?
             .iter()
             .flat_map(|b| b["ports"].as_array().into_iter().flatten())
             .find(|p| p["guest"] == "guest1")
