@@ -163,7 +163,7 @@ fn toolstack_commands_on_a_lab() {
 
     // bridge show from dom0 names the guests.
     let bj = json(&ok(&["bridge", "show", "--domain", "netdd", "--json"]));
-    let inner = bj
+    let inner = bj["bridges"]
         .as_array()
         .unwrap()
         .iter()
