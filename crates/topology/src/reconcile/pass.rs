@@ -616,18 +616,31 @@ impl<H: Host> Reconciler<'_, H> {
             to_attach.push((w, fe, be));
         }
 
-        // 3. Re-create, in parallel.
-        let results: Vec<(WantVif, u16, u16, Result<()>)> = futures::stream::iter(to_attach)
-            .map(|(w, fe, be)| {
+        // 3. Re-create: guests in parallel, each guest's vifs one after
+        //    the other (creating sibling nodes — a guest's vifs — in
+        //    concurrent transactions makes them conflict and retry).
+        let mut by_guest: BTreeMap<u16, Vec<(WantVif, u16)>> = BTreeMap::new();
+        for (w, fe, be) in to_attach {
+            by_guest.entry(fe).or_default().push((w, be));
+        }
+        let results: Vec<(WantVif, u16, u16, Result<()>)> = futures::stream::iter(by_guest)
+            .map(|(fe, vifs)| {
                 let xs = xs.clone();
                 async move {
-                    let r = recreate(&xs, &w, fe, be).await;
-                    (w, fe, be, r)
+                    let mut out = Vec::with_capacity(vifs.len());
+                    for (w, be) in vifs {
+                        let r = recreate(&xs, &w, fe, be).await;
+                        out.push((w, fe, be, r));
+                    }
+                    out
                 }
             })
             .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for (mut w, fe, be, r) in results {
             match r {
                 Ok(()) => {
