@@ -19,7 +19,7 @@ use super::output::{self, schema};
 #[derive(clap::Args, Debug)]
 pub struct ReconcileArgs {
     /// The host file whose guests' vifs to keep (default: what xl recorded
-    /// for each running guest, /libxl/<domid>/device/vif/<devid>).
+    /// for each running guest, `/libxl/<domid>/device/vif/<devid>`).
     pub file: Option<PathBuf>,
     /// The event journal (default: /var/lib/drvdom/events.jsonl; with
     /// --lab, events.jsonl in the lab's directory).

@@ -20,7 +20,7 @@
 //!    in one transaction — so nothing stale blocks a re-attach ("MAC
 //!    already exists") and no other domain inherits the nodes; so are the
 //!    backends it left in other domains' homes as a frontend (its PCI
-//!    backend in dom0, a dead guest's vifs in a driver domain: [`sweep`]),
+//!    backend in dom0, a dead guest's vifs in a driver domain: module `sweep`),
 //!    which a domain given the same domid later would inherit. A Linux
 //!    guest reacts to the removal of its frontend directory by
 //!    unregistering the device (`xenbus_dev_changed` →
