@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-
 use xenbus::VifInfo;
 use xenstore::{Access, AsyncClient, DomId};
 
