@@ -412,6 +412,16 @@ impl Lab {
     }
 }
 
+/// `drvdom events --follow`, killed if the test fails first.
+struct Follower(std::process::Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
 }
@@ -421,7 +431,32 @@ fn guests_reconnect_when_driver_domains_restart_in_turn_and_together() {
     let _bins = require_lab!();
     let l = Lab::up();
     l.assert_pings();
+    // `events --follow --json` prints the history as it is written.
+    let mut follow = Follower(
+        l.lab
+            .cmd()
+            .args(["events", "--follow", "--json", "--lab", l.name()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut expected = 0;
     for round in [&["dd1"][..], &["dd2"][..], &["dd1", "dd2"][..]] {
+        expected += VIFS.iter().filter(|v| round.contains(&v.2)).count();
         let r = l.restart(round, &[]);
         for (g, d, dd, _, _) in VIFS {
             if let Some((old, Some(new))) = r.get(*dd) {
@@ -433,6 +468,25 @@ fn guests_reconnect_when_driver_domains_restart_in_turn_and_together() {
             l.assert_nothing_of(*old);
         }
     }
+    // The follower saw the reconnections as they happened, each line valid.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut reconnected = 0;
+    while reconnected < expected {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("events --follow: {e} after {reconnected} reconnections"));
+        assert_valid(&line, "drvdom/event/1");
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["what"] == "reconnected" {
+            reconnected += 1;
+        }
+    }
+    signal(
+        i32::try_from(follow.0.id()).unwrap(),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert!(follow.0.wait().unwrap().success());
     // The history says what happened, with the state changes seen.
     let evs = l.events();
     assert!(
