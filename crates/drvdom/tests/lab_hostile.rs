@@ -222,8 +222,8 @@ impl Lab {
     }
 
     fn attacker_port_opt(&self) -> Option<Value> {
-        let rows = self.json(&["bridge", "show", "--domain", "netdd", "--json"]);
-        rows["bridges"]
+        let doc = self.json(&["bridge", "show", "--domain", "netdd", "--json"]);
+        doc["bridges"]
             .as_array()?
             .iter()
             .flat_map(|b| b["ports"].as_array().into_iter().flatten())

@@ -118,8 +118,10 @@ fn next_id() -> u16 {
         .wrapping_add(N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Blocking probe in the calling thread's namespace.
-fn probe_here(addr: IpAddr, timeout: Duration) -> Result<Option<EchoReply>> {
+/// Blocking probe in the calling thread's namespace (a thread already
+/// there, e.g. one [`crate::netns::on_thread_in`] runs a prober loop on):
+/// echo requests to `addr` until one is answered or `timeout` passes.
+pub fn probe_here(addr: IpAddr, timeout: Duration) -> Result<Option<EchoReply>> {
     let v6 = addr.is_ipv6();
     let fd = open(v6)?;
     let id = next_id();

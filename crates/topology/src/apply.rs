@@ -571,6 +571,7 @@ pub async fn wait_vif_up(
     guest: &str,
     deadline: tokio::time::Instant,
 ) -> Result<()> {
+    let started = tokio::time::Instant::now();
     let fstate = bp.frontend().state();
     let token = xenbus::unique_token("vifup");
     let bdir = bp.path();
@@ -615,14 +616,18 @@ pub async fn wait_vif_up(
             Ok(None) => return Err(Error::Host(format!("watch on {bdir} ended"))),
             Err(_) => {
                 return Err(Error::Timeout(format!(
-                    "vif{}.{} of {guest} not connected after {}s: backend {}, frontend {}, \
+                    "vif{}.{} of {guest} not connected after {:.1} s: backend {}, frontend {}, \
                      hotplug-status {} (is the driver domain's agent running?)",
                     bp.fe,
                     bp.devid,
-                    VIF_TIMEOUT.as_secs(),
+                    started.elapsed().as_secs_f64(),
                     bs.map_or("absent", |s| s.name()),
                     fs.map_or("absent", |s| s.name()),
-                    hs.as_deref().unwrap_or("absent")
+                    match hs.as_deref() {
+                        None => "absent",
+                        Some("") => "(empty)",
+                        Some(h) => h,
+                    }
                 )));
             }
         }

@@ -406,6 +406,16 @@ async fn attach_in_tx(
     let (fdir, bdir, ldir) = (fpath.path(), bpath.path(), lpath.path());
     let fperms = frontend_perms(fe, be);
     let bperms = backend_perms(fe, be);
+    let bents = cfg.backend_entries(fe, devid, mac);
+
+    // The very same device already there (another toolstack writer, e.g.
+    // `apply` and the reconcile daemon re-creating a vif at once): keep
+    // it. Replacing it in one step would remove and re-create the
+    // frontend directory between two of the guest's xenwatch events, and
+    // a Linux guest would keep its old device bound to nothing.
+    if cfg.devid.is_some() && same_device(tx, &fpath, &bpath, &lpath, &bents).await? {
+        return Ok(Ok(devid));
+    }
 
     // Frontend: guest-owned dir and keys; `mtu` read-only for the guest.
     ignore_enoent(tx.rm(&fdir).await)?;
@@ -426,7 +436,6 @@ async fn attach_in_tx(
     tx.set_perms(&mtu_key, &bperms).await?;
 
     // Backend: owned by the driver domain, keys inherit.
-    let bents = cfg.backend_entries(fe, devid, mac);
     ignore_enoent(tx.rm(&bdir).await)?;
     tx.mkdir(&bdir).await?;
     tx.set_perms(&bdir, &bperms).await?;
@@ -443,6 +452,43 @@ async fn attach_in_tx(
         tx.write(&lpath.key(k), v).await?;
     }
     Ok(Ok(devid))
+}
+
+/// Is the vif at these paths the device `bents` describes, live (not
+/// closing)? Decided from the toolstack's own record (`/libxl`, dom0-only:
+/// neither the guest nor the driver domain can forge it) plus the two
+/// directories pointing at each other.
+async fn same_device(
+    tx: &Transaction,
+    fpath: &FrontendPath,
+    bpath: &BackendPath,
+    lpath: &LibxlPath,
+    bents: &[(&'static str, String)],
+) -> xenstore::Result<bool> {
+    let text = |raw: Option<Vec<u8>>| raw.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let (fdir, bdir) = (fpath.path(), bpath.path());
+    if text(tx.read_opt(&lpath.key(keys::BACKEND)).await?).as_deref() != Some(bdir.as_str())
+        || text(tx.read_opt(&lpath.key(keys::FRONTEND)).await?).as_deref() != Some(fdir.as_str())
+        || text(tx.read_opt(&fpath.key(keys::BACKEND)).await?).as_deref() != Some(bdir.as_str())
+        || text(tx.read_opt(&bpath.key(keys::FRONTEND)).await?).as_deref() != Some(fdir.as_str())
+    {
+        return Ok(false);
+    }
+    for (k, v) in bents {
+        if *k == keys::STATE {
+            continue;
+        }
+        if text(tx.read_opt(&lpath.key(k)).await?).as_deref() != Some(v.as_str()) {
+            return Ok(false);
+        }
+    }
+    let state = text(tx.read_opt(&bpath.key(keys::STATE)).await?);
+    let closing = state.as_deref().is_none_or(|s| {
+        XenbusState::parse_bytes(s.as_bytes()).map_or(true, |s| {
+            matches!(s, XenbusState::Closing | XenbusState::Closed)
+        })
+    });
+    Ok(!closing)
 }
 
 /// How [`detach_vif`] waits.

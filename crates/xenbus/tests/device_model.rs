@@ -206,6 +206,33 @@ async fn attach_removes_stale_nodes_and_refuses_unknown_domains() {
 }
 
 #[tokio::test]
+async fn attaching_the_same_device_again_keeps_it_a_different_one_replaces_it() {
+    let (_xsd, c) = setup().await;
+    let mac: MacAddr = "00:16:3e:00:00:21".parse().unwrap();
+    let cfg = VifConfig::new(BE).devid(DevId(2)).mac(mac).bridge("br0");
+    attach_vif(&c, FE, &cfg).await.unwrap();
+    let bp = BackendPath::vif(BE, FE, DevId(2));
+    // It connected (as a driver domain and a guest would write it).
+    c.write(&bp.state(), "4").await.unwrap();
+    c.write(&bp.key("hotplug-status"), "connected")
+        .await
+        .unwrap();
+    // A second writer with the same device: nothing is rewritten.
+    attach_vif(&c, FE, &cfg).await.unwrap();
+    assert_eq!(read(&c, &bp.state()).await, "4");
+    assert_eq!(read(&c, &bp.key("hotplug-status")).await, "connected");
+    // A different bridge is a different device: replaced.
+    let other = VifConfig::new(BE).devid(DevId(2)).mac(mac).bridge("br1");
+    attach_vif(&c, FE, &other).await.unwrap();
+    assert_eq!(read(&c, &bp.state()).await, "1");
+    assert_eq!(read(&c, &bp.key("bridge")).await, "br1");
+    // A closing one is replaced too.
+    c.write(&bp.state(), "5").await.unwrap();
+    attach_vif(&c, FE, &other).await.unwrap();
+    assert_eq!(read(&c, &bp.state()).await, "1");
+}
+
+#[tokio::test]
 async fn concurrent_attaches_get_distinct_devids() {
     let (_xsd, c) = setup().await;
     let mut tasks = Vec::new();

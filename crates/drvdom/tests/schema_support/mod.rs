@@ -35,7 +35,10 @@ pub const CASES: &[(&str, &str)] = &[
     ("lab restart", "lab-restart"),
     ("vif attach", "vif-attach"),
     ("vif detach", "vif-detach"),
+    ("vif move", "vif-move"),
     ("bridge show", "bridge-show"),
+    ("reconcile", "reconcile-status"),
+    ("events", "event"),
 ];
 
 /// docs/schemas.

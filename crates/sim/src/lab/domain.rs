@@ -374,7 +374,7 @@ pub(super) async fn destroy(host: &SimHost, name: &str, domid: DomId) -> Result<
     Ok(())
 }
 
-/// What a domain restart (`SimHost::restart_domain`) did.
+/// What a domain restart did (`SimHost::restart_domain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restarted {
     /// The domain's name.

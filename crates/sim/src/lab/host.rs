@@ -192,6 +192,18 @@ impl SimHost {
         &self.name
     }
 
+    /// Read the lab's record back from its file. Another process (`lab
+    /// restart` in a shell) may have changed it since this host was
+    /// opened: a long-lived dom0 program (`drvdom reconcile`) calls this
+    /// before it relies on the record (domain names, domids, namespaces).
+    pub fn reload(&self) -> Result<()> {
+        let dir = lock(&self.state).dir.clone();
+        if let Some(st) = LabState::load(&dir)? {
+            *lock(&self.state) = st;
+        }
+        Ok(())
+    }
+
     /// A copy of the lab's record as it is now.
     pub fn state(&self) -> LabState {
         lock(&self.state).clone()
@@ -642,6 +654,9 @@ impl Host for SimHost {
 
     async fn vif_connected(&self, guest: &str, domid: DomId, vif: &Vif) -> topology::Result<()> {
         let what = format!("configure {guest}'s vif {}", vif.devid);
+        // The caller may be the reconcile daemon, opened long before the
+        // driver domain came back with a new domid.
+        self.reload().map_err(|e| self.host_error(&what, &e))?;
         self.configure_guest_vif(guest, vif)
             .await
             .map_err(|e| self.host_error(&what, &e))?;

@@ -18,7 +18,10 @@
 //!    another domain's name — a recycled domid): every vif it served is
 //!    cleaned up — frontend directory, backend directory, `/libxl` record,
 //!    in one transaction — so nothing stale blocks a re-attach ("MAC
-//!    already exists") and no other domain inherits the nodes. A Linux
+//!    already exists") and no other domain inherits the nodes; so are the
+//!    backends it left in other domains' homes as a frontend (its PCI
+//!    backend in dom0, a dead guest's vifs in a driver domain: module `sweep`),
+//!    which a domain given the same domid later would inherit. A Linux
 //!    guest reacts to the removal of its frontend directory by
 //!    unregistering the device (`xenbus_dev_changed` →
 //!    `xenbus_cleanup_devices` → `xennet_remove`, see
@@ -38,12 +41,16 @@
 pub mod journal;
 pub mod memory;
 mod pass;
+mod sweep;
 pub mod vif_move;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use futures::stream::FuturesUnordered;
 use xenbus::agent::BridgeSetting;
 use xenstore::AsyncClient;
 
@@ -109,7 +116,13 @@ pub struct Reconciler<'a, H: Host> {
     names: HashMap<u16, String>,
     /// Waits already reported (key → what), so each is reported once.
     reported: HashMap<(String, u32), String>,
+    /// Guest-side configuration of reconnected vifs, running while the
+    /// daemon goes on ([`Host::vif_connected`]).
+    configuring: FuturesUnordered<Configuring<'a>>,
 }
+
+/// A reconnected vif's guest-side configuration under way.
+type Configuring<'a> = LocalBoxFuture<'a, (WantVif, u16, Result<()>)>;
 
 impl<'a, H: Host> Reconciler<'a, H> {
     /// A daemon over `host`, its memory read back from xenstore.
@@ -127,6 +140,7 @@ impl<'a, H: Host> Reconciler<'a, H> {
             states: HashMap::new(),
             names: HashMap::new(),
             reported: HashMap::new(),
+            configuring: FuturesUnordered::new(),
         };
         r.seed_from_file().await?;
         Ok(r)
@@ -229,7 +243,6 @@ impl<'a, H: Host> Reconciler<'a, H> {
         let mut next = self.pass_logged().await;
         loop {
             let wake = tokio::time::Instant::now() + next.unwrap_or(self.opts.rescan);
-            use futures::StreamExt;
             tokio::select! {
                 () = &mut stop => break,
                 ev = events.next() => match ev {
@@ -244,9 +257,17 @@ impl<'a, H: Host> Reconciler<'a, H> {
                         }
                     }
                 },
+                Some(done) = self.configuring.next(), if !self.configuring.is_empty() => {
+                    self.configured(done);
+                    continue;
+                }
                 () = tokio::time::sleep_until(wake) => {}
             }
             next = self.pass_logged().await;
+        }
+        // Finish what was started (bounded: each has its own deadline).
+        while let Some(done) = self.configuring.next().await {
+            self.configured(done);
         }
         self.event(
             EventKind::Action,
@@ -259,8 +280,30 @@ impl<'a, H: Host> Reconciler<'a, H> {
         Ok(())
     }
 
+    /// A guest-side configuration finished: report a failure.
+    fn configured(&mut self, (w, fe, r): (WantVif, u16, Result<()>)) {
+        if let Err(e) = r {
+            let msg = crate::apply::error_chain(&e);
+            self.event(
+                EventKind::Error,
+                &w.guest,
+                Some(fe),
+                Some(format!("vif/{}", w.devid)),
+                "guest configuration failed",
+                msg,
+            );
+        }
+    }
+
     async fn pass_logged(&mut self) -> Option<Duration> {
-        match self.pass().await {
+        let t = std::time::Instant::now();
+        let r = self.pass().await;
+        tracing::debug!(
+            millis = t.elapsed().as_millis(),
+            ok = r.is_ok(),
+            "reconcile pass"
+        );
+        match r {
             Ok(n) => n,
             Err(e) => {
                 let msg = crate::apply::error_chain(&e);
@@ -303,7 +346,10 @@ impl<'a, H: Host> Reconciler<'a, H> {
                 format!("backend in {}", self.name_of(be).await),
             ),
             Side::Hotplug(be) => (
-                format!("hotplug-status {shown}"),
+                format!(
+                    "hotplug-status {}",
+                    if shown.is_empty() { "(empty)" } else { &shown }
+                ),
                 format!("agent of {}", self.name_of(be).await),
             ),
         };

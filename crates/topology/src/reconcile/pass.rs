@@ -170,9 +170,24 @@ impl<H: Host> Reconciler<'_, H> {
                 Some(_) => None,
             };
             if let Some(reason) = reason {
+                self.event(EventKind::Domain, &name, Some(id), None, "gone", reason);
+                let removed = super::sweep::stale_backends_of(&xs, id).await?;
+                if !removed.is_empty() {
+                    self.event(
+                        EventKind::Action,
+                        &name,
+                        Some(id),
+                        None,
+                        "remove stale backends",
+                        format!(
+                            "left by the dead domain {id}, so that no domain given domid {id} \
+                             later inherits them: {}",
+                            removed.join(", ")
+                        ),
+                    );
+                }
                 memory::forget_seen(&xs, id).await?;
                 self.seen.remove(&id);
-                self.event(EventKind::Domain, &name, Some(id), None, "gone", reason);
             }
         }
         Ok(())
@@ -600,18 +615,31 @@ impl<H: Host> Reconciler<'_, H> {
             to_attach.push((w, fe, be));
         }
 
-        // 3. Re-create, in parallel.
-        let results: Vec<(WantVif, u16, u16, Result<()>)> = futures::stream::iter(to_attach)
-            .map(|(w, fe, be)| {
+        // 3. Re-create: guests in parallel, each guest's vifs one after
+        //    the other (creating sibling nodes — a guest's vifs — in
+        //    concurrent transactions makes them conflict and retry).
+        let mut by_guest: BTreeMap<u16, Vec<(WantVif, u16)>> = BTreeMap::new();
+        for (w, fe, be) in to_attach {
+            by_guest.entry(fe).or_default().push((w, be));
+        }
+        let results: Vec<(WantVif, u16, u16, Result<()>)> = futures::stream::iter(by_guest)
+            .map(|(fe, vifs)| {
                 let xs = xs.clone();
                 async move {
-                    let r = recreate(&xs, &w, fe, be).await;
-                    (w, fe, be, r)
+                    let mut out = Vec::with_capacity(vifs.len());
+                    for (w, be) in vifs {
+                        let r = recreate(&xs, &w, fe, be).await;
+                        out.push((w, fe, be, r));
+                    }
+                    out
                 }
             })
             .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for (mut w, fe, be, r) in results {
             match r {
                 Ok(()) => {
@@ -653,31 +681,18 @@ impl<H: Host> Reconciler<'_, H> {
         }
 
         // 4. The guest's own configuration of reconnected vifs (the
-        //    simulated host's ifup; nothing on a real host).
+        //    simulated host's ifup; nothing on a real host), in the
+        //    background: a guest's interface may take a second to come up,
+        //    and the next vifs must not wait for it.
         let host = self.host;
-        let done: Vec<(WantVif, u16, crate::Result<()>)> = futures::stream::iter(connected)
-            .map(|(w, fe)| async move {
+        for (w, fe) in connected {
+            self.configuring.push(Box::pin(async move {
                 let r = match w.to_vif() {
                     Some(v) => host.vif_connected(&w.guest, DomId(fe), &v).await,
                     None => Ok(()),
                 };
                 (w, fe, r)
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (w, fe, r) in done {
-            if let Err(e) = r {
-                let msg = crate::apply::error_chain(&e);
-                self.event(
-                    EventKind::Error,
-                    &w.guest,
-                    Some(fe),
-                    dev(w.devid),
-                    "guest configuration failed",
-                    msg,
-                );
-            }
+            }));
         }
         Ok(next)
     }

@@ -604,14 +604,17 @@ impl Up {
         }
     }
 
-    /// Say where the logs of a torn-down lab are.
-    #[allow(clippy::print_stdout)] // the command's report
+    /// Say where the logs of a torn-down lab are. The reader may be gone
+    /// by now (a script that stopped reading once the lab was up): a
+    /// closed stdout is not an error here, the lab is down either way.
     fn logs_kept(&self, name: &str, logs: Option<&std::path::Path>) {
+        use std::io::Write;
         let Some(logs) = logs else { return };
         if self.json {
             event("down", serde_json::json!({ "lab": name, "logs": logs }));
         } else {
-            println!(
+            let _ = writeln!(
+                std::io::stdout().lock(),
                 "lab {name} torn down; logs kept in {} (`drvdom lab down --purge --lab {name}` removes them)",
                 logs.display()
             );
