@@ -68,7 +68,7 @@ while :; do
     i=0
     while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
     rm -f /tmp/dhcp-eth0.ip
-    udhcpc -i eth0 -q -n -t 20 -T 1 -s /udhcpc.sh >/tmp/udhcpc.log 2>&1
+    udhcpc -i eth0 -q -n -t 60 -T 1 -s /udhcpc.sh >/tmp/udhcpc.log 2>&1
     ip=$(cat /tmp/dhcp-eth0.ip 2>/dev/null)
     ok=
     for j in $(seq 1 120); do
