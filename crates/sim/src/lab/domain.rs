@@ -321,30 +321,7 @@ pub(super) async fn destroy(host: &SimHost, name: &str, domid: DomId) -> Result<
     if let Some(rec) = &rec {
         host.stop_procs_of(&rec.name).await?;
         // Passed-through NICs stay with pciback when their domain dies.
-        let nics: Vec<_> = st
-            .nics
-            .iter()
-            .filter(|n| n.place == NicPlace::Domain(rec.name.clone()))
-            .cloned()
-            .collect();
-        if !nics.is_empty() && netns::exists(&rec.netns) {
-            let nl = Netlink::connect_in(&netns::ns_path(&rec.netns)).await?;
-            for n in &nics {
-                // The agent enslaved it to a bridge; a NIC leaving the
-                // domain leaves its bridge too (the kernel does it).
-                if nl.index_of(&n.ifname).await?.is_some() {
-                    nl.move_to(&n.ifname, &netns::ns_path(&st.pciback_ns))
-                        .await?;
-                }
-            }
-        }
-        host.update(|st| {
-            for n in st.nics.iter_mut() {
-                if n.place == NicPlace::Domain(rec.name.clone()) {
-                    n.place = NicPlace::Pciback;
-                }
-            }
-        })?;
+        nics_to_pciback(host, &st, rec).await?;
     }
     // The toolstack's records: the domain's home, its pci backend in dom0.
     let pci_dir = format!("{}/backend/pci/{}", DomId::DOM0.path(), domid.0);
@@ -372,6 +349,29 @@ pub(super) async fn destroy(host: &SimHost, name: &str, domid: DomId) -> Result<
     }
     info!(domain = name, domid = domid.0, "domain destroyed");
     Ok(())
+}
+
+/// A dying domain's passed-through NICs go back to pciback: out of its
+/// namespace (the agent enslaved them to a bridge; a NIC leaving the
+/// domain leaves its bridge too, the kernel does it) and so recorded.
+async fn nics_to_pciback(host: &SimHost, st: &state::LabState, rec: &DomainRec) -> Result<()> {
+    let mine = |n: &state::NicRec| n.place == NicPlace::Domain(rec.name.clone());
+    if st.nics.iter().any(mine) && netns::exists(&rec.netns) {
+        let nl = Netlink::connect_in(&netns::ns_path(&rec.netns)).await?;
+        for n in st.nics.iter().filter(|n| mine(n)) {
+            if nl.index_of(&n.ifname).await?.is_some() {
+                nl.move_to(&n.ifname, &netns::ns_path(&st.pciback_ns))
+                    .await?;
+            }
+        }
+    }
+    host.update(|st| {
+        for n in st.nics.iter_mut() {
+            if mine(n) {
+                n.place = NicPlace::Pciback;
+            }
+        }
+    })
 }
 
 /// What a domain restart did (`SimHost::restart_domain`).
@@ -448,22 +448,7 @@ pub(super) async fn restart(
     host.reap();
     host.update(|st| st.procs.retain(|p| p.domain != rec.name))?;
     // Its PCI devices return to pciback.
-    if netns::exists(&rec.netns) {
-        let nl = Netlink::connect_in(&netns::ns_path(&rec.netns)).await?;
-        for n in st.nics.iter().filter(|n| nics.contains(&n.bdf)) {
-            if nl.index_of(&n.ifname).await?.is_some() {
-                nl.move_to(&n.ifname, &netns::ns_path(&st.pciback_ns))
-                    .await?;
-            }
-        }
-    }
-    host.update(|st| {
-        for n in st.nics.iter_mut() {
-            if n.place == NicPlace::Domain(rec.name.clone()) {
-                n.place = NicPlace::Pciback;
-            }
-        }
-    })?;
+    nics_to_pciback(host, &st, &rec).await?;
     // The machine is gone, with every link in it.
     netns::delete(&rec.netns)?;
     let _ = std::fs::remove_file(st.netns_map().join(rec.domid.to_string()));
