@@ -338,6 +338,9 @@ fi
 
 # ---- dd-restart: xl destroy the driver domain, xl create it again (agent started as at boot) ----
 old_dd=$ddid
+# A hung xenwatch/xenbus during the teardown prints its kernel stacks (within 30 s).
+echo 30 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+echo "7 4 1 7" > /proc/sys/kernel/printk 2>/dev/null
 runc dd-restart timeout=180 xl destroy $DD_NAME; rc1=$?
 t_destroyed=$(date +%s.%N)
 runc dd-restart timeout=600 xl create /run/dd.cfg; rc2=$?
