@@ -247,6 +247,19 @@ impl Ring {
         n != 0 && n <= RING_SIZE
     }
 
+    /// True if replies we published are not all taken by the guest yet
+    /// (one snapshot of the indices).
+    pub fn replies_pending(&self, page: &(impl SharedPage + ?Sized)) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        page.fence();
+        let cons = page.load(RSP_CONS);
+        let prod = page.load(RSP_PROD);
+        let n = prod.wrapping_sub(cons);
+        n != 0 && n <= RING_SIZE
+    }
+
     /// Take request bytes from the ring into private memory, both halves
     /// of a wrapped region, until the ring is empty or enough is buffered,
     /// then frame them. Returns whether `req_cons` moved (the guest may be

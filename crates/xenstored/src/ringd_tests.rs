@@ -685,3 +685,35 @@ fn the_daemon_loop_serves_rings_next_to_sockets() {
     stop.stop();
     t.join().unwrap().unwrap();
 }
+
+/// A lost kick either way costs a delay, not a wedged guest: with rings to
+/// serve the loop always comes back after RING_RECHECK; a request the guest
+/// put without a kick is served by that turn, and a guest that has not
+/// taken our replies is kicked again.
+#[test]
+fn lost_kicks_are_recovered_by_the_periodic_turn() {
+    let mut h = Host::new();
+    assert_eq!(Rings::recheck_after(&h.rings), None, "no ring, no wake-ups");
+    h.introduce(5);
+    assert_eq!(Rings::recheck_after(&h.rings), Some(RING_RECHECK));
+    let page = h.xen.page(5);
+    // A request, and its kick lost.
+    let bytes = Request::Write("/local/domain/5/x".into(), b"1".to_vec())
+        .to_packet(1, 0)
+        .encode();
+    assert_eq!(guest_put(&page, &bytes), bytes.len());
+    let before = h.xen.notified(5);
+    h.turn(); // the daemon's turn after RING_RECHECK with no event
+    assert!(h.xen.notified(5) > before, "the reply is announced");
+    // The guest missed that kick and has not taken the reply: the next
+    // sweep kicks it again; one that took everything is left alone.
+    let before = h.xen.notified(5);
+    h.rings.sweep_due();
+    h.turn();
+    assert_eq!(h.xen.notified(5), before + 1, "kicked again");
+    let r = packets(&guest_take(&page));
+    assert_eq!(r[0].payload, b"OK\0");
+    h.rings.sweep_due();
+    h.turn();
+    assert_eq!(h.xen.notified(5), before + 1, "nothing pending, no kick");
+}
